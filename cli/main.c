@@ -8,7 +8,9 @@
 #include "opts.h"
 #include "relive-config.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 
 /*
@@ -49,6 +51,13 @@ int main(int argc, char **argv)
 		return 0;
 	if (opts.verbosity >= 0)
 		log_set_level(opts.verbosity);
+	/* dump creates its images directory (0700: it will hold process memory). */
+	if (opts.cmd == CMD_DUMP && opts.images_dir && mkdir(opts.images_dir, 0700) &&
+	    errno != EEXIST) {
+		fprintf(stderr, "relive: cannot create the images directory %s: %s\n",
+			opts.images_dir, strerror(errno));
+		return 1;
+	}
 	if (opts.log_file) {
 		char path[4096];
 		int lr;

@@ -2,6 +2,7 @@
  * Parsing of the relive command line. Each subcommand names the options it
  * accepts and the ones it requires; anything else is a usage error (exit 2).
  */
+#include "log.h"
 #include "opts.h"
 #include "util.h"
 
@@ -156,6 +157,9 @@ static int apply_opt(const char *prog, const struct cmd_desc *cd, int c, const c
 		o->log_file = arg;
 		break;
 	case OPT_VERB:
+		/* -v[v...] counts up from the default level, as in CRIU (not from "unset"). */
+		if (o->verbosity < 0 && (!arg || arg[strspn(arg, "v")] == '\0'))
+			o->verbosity = LOG_DEFAULT_LEVEL;
 		if (!arg)
 			o->verbosity++;
 		else if (arg[strspn(arg, "v")] == '\0')

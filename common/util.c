@@ -4,6 +4,7 @@
  */
 #include "util.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
@@ -22,7 +23,8 @@ int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	unsigned long long v;
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	/* strtoull would skip leading blanks and accept a sign: refuse both. */
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);

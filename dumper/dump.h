@@ -1,0 +1,57 @@
+/*
+ * Internal interface of the dumper: the context one dump carries through its
+ * steps, and the steps themselves (one file each). Nothing outside dumper/
+ * includes this.
+ */
+#ifndef RELIVE_DUMPER_DUMP_H
+#define RELIVE_DUMPER_DUMP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "img.h"
+#include "opts.h"
+#include "proc.h"
+
+struct psite_frozen;
+struct psite_ctl;
+
+struct dump_files {
+	FileEntry **entries;
+	size_t nr, cap;
+	uint32_t next_id;
+};
+
+struct dump_ctx {
+	const struct relive_opts *opts;
+	int dirfd;
+	pid_t pid;
+	struct proc_stat stat;
+	struct psite_frozen *frozen;
+	struct psite_ctl *ctl;
+	struct dump_files files;
+	/* statistics (microseconds) */
+	uint64_t t_start, t_frozen, memdump_us;
+	uint64_t freeze_realtime_us;
+	uint64_t pages_written, pages_lazy;
+	/* the leader's sigaltstack, as the parasite saw it */
+	uint64_t altstack_sp, altstack_size;
+	uint32_t altstack_flags;
+};
+
+/* dump-files.c: the descriptor table of ctx->pid into files + fdinfo images. */
+int dmp_files(struct dump_ctx *ctx);
+/* Add a regular-file entry for a mapped file; returns its id in *ret_id. */
+int dmp_files_add_mapped(struct dump_ctx *ctx, const char *path, uint32_t *ret_id);
+int dmp_files_write(struct dump_ctx *ctx);
+void dmp_files_fini(struct dump_files *files);
+
+/* dump-task.c: task-<pid>.img and core-<tid>.img for every thread. */
+int dmp_task(struct dump_ctx *ctx);
+int dmp_cores(struct dump_ctx *ctx);
+
+/* dump-mm.c: mm-<pid>.img, pagemap-<pid>.img and the pages image. */
+int dmp_mm(struct dump_ctx *ctx);
+
+#endif
