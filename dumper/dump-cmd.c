@@ -177,7 +177,7 @@ static int dump_infected(struct dump_ctx *ctx)
 		return r;
 	r = dmp_task(ctx);
 	if (!r)
-		r = dmp_mm(ctx);
+		r = dmp_mm_drain(ctx);
 	rc = psite_cure(ctx->ctl);
 	ctx->ctl = NULL;
 	if (rc && !r) {
@@ -222,6 +222,8 @@ int cmd_dump(const struct relive_opts *opts)
 	if (!r)
 		r = dmp_files(&ctx);
 	if (!r)
+		r = dmp_mm_collect(&ctx);
+	if (!r)
 		r = dump_infected(&ctx);
 	if (!r)
 		r = dmp_cores(&ctx);
@@ -250,6 +252,7 @@ int cmd_dump(const struct relive_opts *opts)
 			(unsigned long long)(t_end - ctx.t_frozen));
 	}
 	dmp_files_fini(&ctx.files);
+	free(ctx.runs.runs);
 	close(ctx.dirfd);
 	return r ? 1 : 0;
 }

@@ -24,23 +24,13 @@
 #define PAGEMAP_CHUNK 8192 /* entries read per pread */
 #define TASK_SIZE_MAX 0x00007ffffffff000ULL
 
-struct page_run {
-	uint64_t vaddr;
-	uint32_t nr_pages;
-	bool readable;
-};
-
-struct run_list {
-	struct page_run *runs;
-	size_t nr, cap;
-};
-
-static int runs_add(struct run_list *l, uint64_t vaddr, bool readable)
+/* Add one page; runs grow while contiguous but never cross a VMA (new_vma). */
+static int runs_add(struct run_list *l, uint64_t vaddr, bool readable, bool lazy, bool new_vma)
 {
 	struct page_run *last = l->nr ? &l->runs[l->nr - 1] : NULL;
 
-	if (last && last->vaddr + (uint64_t)last->nr_pages * IMG_PAGE_SIZE == vaddr &&
-	    last->readable == readable && last->nr_pages < (1U << 20)) {
+	if (last && !new_vma && last->vaddr + (uint64_t)last->nr_pages * IMG_PAGE_SIZE == vaddr &&
+	    last->readable == readable && last->lazy == lazy && last->nr_pages < (1U << 20)) {
 		last->nr_pages++;
 		return 0;
 	}
@@ -53,7 +43,7 @@ static int runs_add(struct run_list *l, uint64_t vaddr, bool readable)
 		l->runs = n;
 		l->cap = cap;
 	}
-	l->runs[l->nr++] = (struct page_run){ vaddr, 1, readable };
+	l->runs[l->nr++] = (struct page_run){ vaddr, 1, readable, lazy };
 	return 0;
 }
 
@@ -165,12 +155,24 @@ static int fill_vma(struct dump_ctx *ctx, const struct proc_vma *v, VmaEntry *ve
 	return 0;
 }
 
-/* Collect the runs of wanted pages of one VMA from /proc/PID/pagemap. */
-static int scan_vma(int pagemap_fd, const VmaEntry *ve, struct run_list *runs)
+/*
+ * Pages served lazily: private anonymous memory only. userfaultfd (MISSING)
+ * cannot register private file mappings, and shared memory stays eager.
+ */
+static bool vma_lazy(const VmaEntry *ve)
 {
+	return ve->kind == VMA_KIND__VMA_ANON_PRIVATE || ve->kind == VMA_KIND__VMA_HEAP ||
+	       ve->kind == VMA_KIND__VMA_STACK;
+}
+
+/* Collect the runs of wanted pages of one VMA from /proc/PID/pagemap. */
+static int scan_vma(int pagemap_fd, const VmaEntry *ve, bool lazy_mode, struct run_list *runs)
+{
+	bool lazy = lazy_mode && vma_lazy(ve);
 	uint64_t buf[PAGEMAP_CHUNK];
 	uint64_t addr = ve->start;
 	bool readable = ve->prot & PROT_READ;
+	bool first = true;
 	int r;
 
 	while (addr < ve->end) {
@@ -190,9 +192,10 @@ static int scan_vma(int pagemap_fd, const VmaEntry *ve, struct run_list *runs)
 		for (size_t i = 0; i < n; i++, addr += IMG_PAGE_SIZE) {
 			if (!page_wanted(ve->kind, buf[i]))
 				continue;
-			r = runs_add(runs, addr, readable);
+			r = runs_add(runs, addr, readable, lazy, first);
 			if (r)
 				return r;
+			first = false;
 		}
 	}
 	return 0;
@@ -225,6 +228,7 @@ static int copy_unreadable(struct dump_ctx *ctx, int mem_fd, const struct page_r
 	return 0;
 }
 
+/* Drain every non-lazy run into the pages image, in pagemap order. */
 static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct img *pages)
 {
 	_cleanup_free_ struct iovec *iov = NULL;
@@ -240,6 +244,10 @@ static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct 
 		size_t n = 0;
 		uint64_t bytes = 0, want = 0;
 
+		if (runs->runs[i].lazy) {
+			i++;
+			continue;
+		}
 		if (!runs->runs[i].readable) {
 			if (mem_fd < 0) {
 				snprintf(path, sizeof(path), "/proc/%d/mem", (int)ctx->pid);
@@ -256,7 +264,7 @@ static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct 
 			i++;
 			continue;
 		}
-		while (i + n < runs->nr && runs->runs[i + n].readable) {
+		while (i + n < runs->nr && runs->runs[i + n].readable && !runs->runs[i + n].lazy) {
 			iov[n].iov_base = (void *)(uintptr_t)runs->runs[i + n].vaddr;
 			iov[n].iov_len = (size_t)runs->runs[i + n].nr_pages * IMG_PAGE_SIZE;
 			want += iov[n].iov_len;
@@ -294,7 +302,7 @@ static int write_pagemap(struct dump_ctx *ctx, const struct run_list *runs)
 
 		pe.vaddr = runs->runs[i].vaddr;
 		pe.nr_pages = runs->runs[i].nr_pages;
-		pe.flags = PE_PRESENT;
+		pe.flags = runs->runs[i].lazy ? PE_LAZY : PE_PRESENT;
 		r = img_write(&img, &pe.base);
 	}
 	if (img_close(&img) && !r)
@@ -351,15 +359,13 @@ static int write_mm(struct dump_ctx *ctx, VmaEntry **vmas, size_t nr)
 	return r;
 }
 
-int dmp_mm(struct dump_ctx *ctx)
+int dmp_mm_collect(struct dump_ctx *ctx)
 {
 	_cleanup_free_ struct proc_vma *pv = NULL;
 	_cleanup_free_ VmaEntry *ve = NULL;
 	_cleanup_free_ VmaEntry **vep = NULL;
 	_cleanup_close_ int pagemap_fd = -1;
-	struct run_list runs = { 0 };
-	struct img pages;
-	uint64_t t0;
+	struct run_list *runs = &ctx->runs;
 	char path[64];
 	size_t nr = 0;
 	int r;
@@ -383,42 +389,47 @@ int dmp_mm(struct dump_ctx *ctx)
 		vep[i] = &ve[i];
 		r = fill_vma(ctx, &pv[i], &ve[i]);
 		if (r)
-			goto out;
+			return r;
 		if (ve[i].kind != VMA_KIND__VMA_VSYSCALL && ve[i].end > TASK_SIZE_MAX) {
 			pr_err("pid %d: vma %llx-%llx beyond the user address space\n",
 			       (int)ctx->pid, (unsigned long long)ve[i].start,
 			       (unsigned long long)ve[i].end);
-			r = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 		if (!page_wanted(ve[i].kind, PM_PRESENT | PM_SWAP))
 			continue;
-		r = scan_vma(pagemap_fd, &ve[i], &runs);
+		r = scan_vma(pagemap_fd, &ve[i], ctx->opts->lazy_pages, runs);
 		if (r)
-			goto out;
+			return r;
+	}
+	for (size_t i = 0; i < runs->nr; i++) {
+		if (runs->runs[i].lazy)
+			ctx->pages_lazy += runs->runs[i].nr_pages;
+		else
+			ctx->pages_written += runs->runs[i].nr_pages;
 	}
 	r = write_mm(ctx, vep, nr);
 	if (r)
-		goto out;
-	r = write_pagemap(ctx, &runs);
-	if (r)
-		goto out;
+		return r;
+	return write_pagemap(ctx, runs);
+}
 
-	t0 = util_now_us();
+int dmp_mm_drain(struct dump_ctx *ctx)
+{
+	struct img pages;
+	uint64_t t0 = util_now_us();
+	int r;
+
 	r = img_open(&pages, ctx->dirfd, IMG_PAGES, (uint32_t)ctx->pid, IMG_WRITE);
 	if (r) {
 		pr_err("%s\n", pages.err);
-		goto out;
+		return r;
 	}
-	r = drain_runs(ctx, &runs, &pages);
+	r = drain_runs(ctx, &ctx->runs, &pages);
 	if (img_close(&pages) && !r) {
 		pr_err("%s\n", pages.err);
 		r = -EIO;
 	}
 	ctx->memdump_us = util_now_us() - t0;
-	for (size_t i = 0; i < runs.nr; i++)
-		ctx->pages_written += runs.runs[i].nr_pages;
-out:
-	free(runs.runs);
 	return r;
 }

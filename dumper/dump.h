@@ -23,6 +23,19 @@ struct dump_files {
 	uint32_t next_id;
 };
 
+/* A run of pages to dump, never crossing a VMA. */
+struct page_run {
+	uint64_t vaddr;
+	uint32_t nr_pages;
+	bool readable; /* the process can read it itself (vmsplice works) */
+	bool lazy; /* served by the page server instead of written */
+};
+
+struct run_list {
+	struct page_run *runs;
+	size_t nr, cap;
+};
+
 struct dump_ctx {
 	const struct relive_opts *opts;
 	int dirfd;
@@ -31,6 +44,7 @@ struct dump_ctx {
 	struct psite_frozen *frozen;
 	struct psite_ctl *ctl;
 	struct dump_files files;
+	struct run_list runs;
 	/* statistics (microseconds) */
 	uint64_t t_start, t_frozen, memdump_us;
 	uint64_t freeze_realtime_us;
@@ -51,7 +65,12 @@ void dmp_files_fini(struct dump_files *files);
 int dmp_task(struct dump_ctx *ctx);
 int dmp_cores(struct dump_ctx *ctx);
 
-/* dump-mm.c: mm-<pid>.img, pagemap-<pid>.img and the pages image. */
-int dmp_mm(struct dump_ctx *ctx);
+/*
+ * dump-mm.c: mm-<pid>.img and pagemap-<pid>.img, collected before the
+ * parasite is in (so its own mapping is not part of the image); then the
+ * pages image, drained by the parasite.
+ */
+int dmp_mm_collect(struct dump_ctx *ctx);
+int dmp_mm_drain(struct dump_ctx *ctx);
 
 #endif

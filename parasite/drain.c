@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,9 +59,26 @@ static int open_pipe(struct psite_ctl *ctl)
 	return 0;
 }
 
+/* "fd N (path)" for error messages: the caller only gave us a descriptor. */
+static const char *fd_name(int fd, char *buf, size_t len)
+{
+	char link[64], path[256];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		snprintf(buf, len, "fd %d", fd);
+	else
+		snprintf(buf, len, "fd %d (%.*s)", fd, (int)n, path);
+	return buf;
+}
+
 /* Splice what the pipe holds, up to LEN, into OUT_FD: bytes moved, 0 if empty, or -errno. */
 static ssize_t splice_out(struct psite_ctl *ctl, int out_fd, uint64_t len)
 {
+	char name[320];
+
 	for (;;) {
 		ssize_t n = splice(ctl->pipe_r, NULL, out_fd, NULL, len,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -71,8 +89,10 @@ static ssize_t splice_out(struct psite_ctl *ctl, int out_fd, uint64_t len)
 			continue;
 		if (errno == EAGAIN)
 			return 0;
-		pr_perror("pid %d: splice from the drain pipe into fd %d", (int)ctl->f->pid, out_fd);
-		return -errno;
+		n = -errno;
+		pr_perror("pid %d: splice from the drain pipe into %s", (int)ctl->f->pid,
+			  fd_name(out_fd, name, sizeof(name)));
+		return n;
 	}
 }
 

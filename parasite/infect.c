@@ -42,6 +42,7 @@ static int save_state(struct psite_ctl *ctl)
 		pr_perror("tid %d: PTRACE_GETREGS", (int)tid);
 		return -errno;
 	}
+	ctl->regs_saved = true;
 	ctl->xstate_len = xstate_size();
 	ctl->xstate = calloc(1, ctl->xstate_len);
 	if (!ctl->xstate)
@@ -53,6 +54,7 @@ static int save_state(struct psite_ctl *ctl)
 		return -errno;
 	}
 	ctl->xstate_len = iov.iov_len;
+	ctl->xstate_saved = true;
 	if (ptrace(PTRACE_GETSIGMASK, tid, (void *)sizeof(ctl->sigmask), &ctl->sigmask)) {
 		pr_perror("tid %d: PTRACE_GETSIGMASK", (int)tid);
 		return -errno;
@@ -305,6 +307,8 @@ int psite_cure(struct psite_ctl *ctl)
 		       (int)ctl->tid);
 		goto out_free;
 	}
+	if (!ctl->regs_saved)
+		goto out_free; /* nothing was changed yet */
 	/* Remote syscalls below must run at the original IP, not in the blob. */
 	if (ptrace(PTRACE_SETREGS, ctl->tid, NULL, &ctl->regs)) {
 		keep_first(&r, -errno);
@@ -326,7 +330,7 @@ int psite_cure(struct psite_ctl *ctl)
 	}
 	if (ctl->sigmask_set)
 		keep_first(&r, set_sigmask(ctl, ctl->sigmask));
-	if (ctl->xstate) {
+	if (ctl->xstate_saved) {
 		iov.iov_base = ctl->xstate;
 		iov.iov_len = ctl->xstate_len;
 		if (ptrace(PTRACE_SETREGSET, ctl->tid, (void *)NT_X86_XSTATE, &iov)) {

@@ -32,6 +32,7 @@ struct psite_ctl {
 	struct psite_frozen *f;
 	pid_t tid;
 	struct user_regs_struct regs; /* as frozen */
+	bool regs_saved, xstate_saved;
 	void *xstate;
 	size_t xstate_len;
 	uint64_t sigmask;

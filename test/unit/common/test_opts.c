@@ -181,6 +181,7 @@ static void test_valid_dump(void **state)
 
 static void test_valid_defaults_and_aliases(void **state)
 {
+	char *show_argv[] = { "relive", "show", "a.img", "b.img", NULL };
 	struct relive_opts o;
 
 	assert_int_equal(PARSE(&o, "page-server", "-D", "d", "--address", "10.0.0.1"), 0);
@@ -208,9 +209,11 @@ static void test_valid_defaults_and_aliases(void **state)
 	assert_int_equal(PARSE(&o, "dump", "--lazy-p", "-t", "1", "-D", "d", "--address=a"), 0);
 	assert_true(o.lazy_pages);
 
-	assert_int_equal(PARSE(&o, "show", "a.img", "b.img"), 0);
+	/* o.args points into argv: keep it alive while looking at them. */
+	assert_int_equal(parse_argv(4, show_argv, &o), 0);
 	assert_int_equal(o.cmd, CMD_SHOW);
 	assert_int_equal(o.nr_args, 2);
+	assert_ptr_equal(o.args, &show_argv[2]);
 	assert_string_equal(o.args[1], "b.img");
 	assert_null(o.images_dir);
 

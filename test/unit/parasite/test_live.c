@@ -3,9 +3,11 @@
  * freeze, infect, query signal state, drain memory into a file and compare,
  * cure and let the victim go; it then checks itself and reports PASS/FAIL.
  * Also: infecting a thread blocked in read(), a group-stopped victim, an
- * infection that fails half-way (no fd left in the victim), and kill.
+ * infection that fails half-way (no fd left in the victim), a victim whose
+ * threads come and go under a storm of signals while it is frozen, and kill.
  *   usage: test-parasite-live PATH-TO-VICTIM
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -353,6 +356,100 @@ out:
 	victim_kill(&v);
 }
 
+/* Every task of PID is one of the frozen ones (or already dead). */
+static int all_tasks_frozen(pid_t pid, const pid_t *tids, size_t nr)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+		bool found = false;
+		char st;
+
+		if (tid <= 0)
+			continue;
+		for (size_t i = 0; i < nr; i++)
+			found |= tids[i] == tid;
+		st = victim_state(tid);
+		if (!found && st != 'Z' && st != 'X' && st != '?') {
+			fprintf(stderr, "task %d (state %c) is not frozen\n", (int)tid, st);
+			ret = -1;
+		}
+		if (found && victim_state(tid) != 't') {
+			fprintf(stderr, "frozen task %d is in state %c\n", (int)tid, st);
+			ret = -1;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+static void test_churn(void)
+{
+	struct psite_frozen *f = NULL;
+	struct psite_ctl *ctl = NULL;
+	struct psite_misc m;
+	struct victim v;
+	pid_t storm = -1;
+	const pid_t *tids;
+	size_t nr;
+	int r;
+
+	CHECK(victim_start(victim_exe, "churn", 4, &v) == 0, "victim");
+	CHECK(victim_wait_running(&v) == 0, "victim runs");
+	storm = fork();
+	CHECK(storm >= 0, "fork");
+	if (storm == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			kill(v.pid, SIGHUP);
+	}
+	usleep(20000);
+	for (int round = 0; round < 5; round++) {
+		r = psite_freeze(v.pid, &f);
+		CHECK(r == 0, "freeze: %s", strerror(-r));
+		tids = psite_frozen_tids(f, &nr);
+		CHECK(nr >= 3, "%zu threads", nr);
+		CHECK(all_tasks_frozen(v.pid, tids, nr) == 0, "round %d: task list", round);
+		if (round < 4) {
+			r = psite_unfreeze(f, false);
+			f = NULL;
+			CHECK(r == 0, "unfreeze: %s", strerror(-r));
+			usleep(5000);
+		}
+	}
+	kill(storm, SIGKILL);
+	waitpid(storm, NULL, 0);
+	storm = -1;
+	r = psite_infect(f, v.pid, &ctl);
+	CHECK(r == 0, "infect: %s", strerror(-r));
+	r = psite_get_misc(ctl, &m);
+	CHECK(r == 0 && m.tid == v.pid, "misc: %s", strerror(-r));
+	r = psite_cure(ctl);
+	ctl = NULL;
+	CHECK(r == 0, "cure: %s", strerror(-r));
+	r = release(&v, f, true);
+	f = NULL;
+	CHECK(r == 0, "victim verdict");
+	printf("ok churn\n");
+out:
+	if (storm > 0) {
+		kill(storm, SIGKILL);
+		waitpid(storm, NULL, 0);
+	}
+	psite_cure(ctl);
+	if (f)
+		psite_unfreeze(f, false);
+	victim_kill(&v);
+}
+
 static void test_kill(void)
 {
 	struct psite_frozen *f = NULL;
@@ -389,6 +486,7 @@ int main(int argc, char **argv)
 	test_reader();
 	test_stopped();
 	test_failed_infection();
+	test_churn();
 	test_kill();
 	if (failures)
 		fprintf(stderr, "%d failure(s)\n", failures);

@@ -4,7 +4,9 @@
  * region and xmm/ymm register values, then counts in a loop. After the test
  * let it go, SIGUSR1 checks its state and SIGUSR2 checks that it kept
  * running and writes PASS/FAIL to the result file, then exits.
- *   usage: parasite-victim RESULT READY_FD MIB plain|nofd
+ * Modes: plain; nofd (no free file descriptor left); churn (a thread keeps
+ * creating short-lived threads).
+ *   usage: parasite-victim RESULT READY_FD MIB plain|nofd|churn
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -166,8 +168,29 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+static void *churn_worker(void *arg)
+{
+	return arg;
+}
+
+/* Threads come and go all the time: freezing must still converge. */
+static void *churner(void *arg)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	for (;;) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, churn_worker, NULL) == 0)
+			pthread_join(t, NULL);
+	}
+	return NULL;
+}
+
 static int install(int sig, void (*fn)(int, siginfo_t *, void *), void (*plain)(int), int flags,
-		   int blocked)
+		   int blocked, int blocked2)
 {
 	struct sigaction sa;
 
@@ -180,6 +203,8 @@ static int install(int sig, void (*fn)(int, siginfo_t *, void *), void (*plain)(
 	sigemptyset(&sa.sa_mask);
 	if (blocked)
 		sigaddset(&sa.sa_mask, blocked);
+	if (blocked2)
+		sigaddset(&sa.sa_mask, blocked2);
 	return sigaction(sig, &sa, NULL);
 }
 
@@ -195,11 +220,13 @@ static int setup_signals(void)
 		return -1;
 	rep.altstack_sp = (uint64_t)ss.ss_sp;
 	rep.altstack_size = ss.ss_size;
-	if (install(SIGUSR1, on_usr1, NULL, SA_SIGINFO | SA_RESTART | SA_ONSTACK, SIGUSR2) ||
-	    install(SIGUSR2, on_usr2, NULL, SA_SIGINFO | SA_ONSTACK, SIGTERM) ||
-	    install(SIGHUP, NULL, on_other, SA_RESTART | SA_NODEFER, 0) ||
-	    install(SIGRTMIN + 3, NULL, on_other, SA_RESETHAND, SIGINT) ||
-	    install(SIGPIPE, NULL, SIG_IGN, 0, 0))
+	/* Handlers enter with a cleared FPU state: the checking handlers must only
+	 * interrupt the main loop, so SIGHUP's (the test's signal storm) blocks them. */
+	if (install(SIGUSR1, on_usr1, NULL, SA_SIGINFO | SA_RESTART | SA_ONSTACK, SIGUSR2, 0) ||
+	    install(SIGUSR2, on_usr2, NULL, SA_SIGINFO | SA_ONSTACK, SIGTERM, 0) ||
+	    install(SIGHUP, NULL, on_other, SA_RESTART | SA_NODEFER, SIGUSR1, SIGUSR2) ||
+	    install(SIGRTMIN + 3, NULL, on_other, SA_RESETHAND, SIGINT, 0) ||
+	    install(SIGPIPE, NULL, SIG_IGN, 0, 0, 0))
 		return -1;
 	rep.handler_usr1 = (uint64_t)on_usr1;
 	it.it_interval.tv_sec = VICTIM_ITIMER_REAL_INTERVAL_US / 1000000;
@@ -269,6 +296,8 @@ int main(int argc, char **argv)
 	while (!reader_tid)
 		usleep(100);
 	rep.reader_tid = reader_tid;
+	if (!strcmp(argv[4], "churn") && pthread_create(&th, NULL, churner, NULL))
+		return 5;
 	rep.counter_addr = (uint64_t)&counter;
 	for (int sig = 1; sig <= 64; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP &&

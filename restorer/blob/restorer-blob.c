@@ -1,0 +1,452 @@
+/*
+ * The restorer blob: freestanding code that turns the restore helper into
+ * the dumped process. It runs on its own stack inside its own area, after
+ * which it may not touch the helper's libc or memory: it moves the vdso
+ * group to the dumped addresses, unmaps everything else of the helper, maps
+ * every VMA, preads the page runs into place, applies protections and
+ * madvise, sets the mm fields, sigactions, credentials, rseq, itimers and
+ * fs/gs, reports success on the status pipe and jumps to the tail: two
+ * syscalls (munmap of the area but the tail, rt_sigreturn) copied into the
+ * last pages of the area, which stay mapped in the restored process.
+ * Errors go to the status pipe as text, then exit_group(1).
+ */
+#include "restorer-abi.h"
+
+#include <asm/prctl.h>
+#include <asm/unistd.h>
+#include <linux/capability.h>
+#include <linux/mman.h>
+#include <linux/prctl.h>
+#include <linux/securebits.h>
+
+#define MAX_RW_CHUNK 0x7ffff000UL
+
+__asm__(".section .head.text, \"ax\"\n"
+	".globl __export_start\n"
+	"__export_start:\n"
+	"	and $-16, %rsp\n"
+	"	call rst_blob_main\n"
+	"	ud2\n"
+	/* The tail: rdi = area, rsi = length to unmap, rdx = frame sp. */
+	".globl __export_tail_start\n"
+	"__export_tail_start:\n"
+	"	mov $11, %eax\n"
+	"	syscall\n"
+	"	mov %rdx, %rsp\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n"
+	".globl __export_tail_end\n"
+	"__export_tail_end:\n"
+	".text\n");
+
+static long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	register long r9 __asm__("r9") = a6;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define sys1(nr, a) sys6(nr, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(nr, a, b) sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(nr, a, b, c) sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(nr, a, b, c, d) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+/* The compiler may emit calls to these even with -fno-builtin. */
+void *memcpy(void *dst, const void *src, unsigned long n)
+{
+	char *d = dst;
+	const char *s = src;
+
+	while (n--)
+		*d++ = *s++;
+	return dst;
+}
+
+void *memset(void *dst, int c, unsigned long n)
+{
+	char *d = dst;
+
+	while (n--)
+		*d++ = (char)c;
+	return dst;
+}
+
+struct msg {
+	char buf[256];
+	unsigned int len;
+};
+
+static void msg_str(struct msg *m, const char *s)
+{
+	while (*s && m->len < sizeof(m->buf) - 1)
+		m->buf[m->len++] = *s++;
+}
+
+static void msg_hex(struct msg *m, unsigned long v)
+{
+	char tmp[16];
+	int n = 0;
+
+	msg_str(m, "0x");
+	do {
+		tmp[n++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	while (n && m->len < sizeof(m->buf) - 1)
+		m->buf[m->len++] = tmp[--n];
+}
+
+static void msg_dec(struct msg *m, long v)
+{
+	char tmp[24];
+	int n = 0;
+
+	if (v < 0) {
+		msg_str(m, "-");
+		v = -v;
+	}
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n && m->len < sizeof(m->buf) - 1)
+		m->buf[m->len++] = tmp[--n];
+}
+
+/* Report "what ADDR: errno N" on the status pipe and end the process. */
+static __attribute__((noreturn)) void fail(const struct rst_blob_args *a, const char *what,
+					   unsigned long addr, long err)
+{
+	struct msg m = { .len = 0 };
+
+	m.buf[m.len++] = RST_STATUS_ERR;
+	msg_str(&m, "restorer blob: ");
+	msg_str(&m, what);
+	msg_str(&m, " ");
+	msg_hex(&m, addr);
+	msg_str(&m, " failed: errno ");
+	msg_dec(&m, -err);
+	msg_str(&m, "\n");
+	sys3(__NR_write, a->status_fd, m.buf, m.len);
+	for (;;)
+		sys1(__NR_exit_group, 1);
+}
+
+static const void *at(const struct rst_blob_args *a, uint64_t off)
+{
+	return (const char *)a + off;
+}
+
+/*
+ * Move [vvar]/[vvar_vclock]/[vdso] to the dumped addresses through a slot in
+ * our own area, so that a current place overlapping a dumped one is no problem.
+ */
+static void move_vdso(const struct rst_blob_args *a)
+{
+	uint64_t slot = a->area_start + a->vdso_slot_off, base = ~0ULL;
+	long r;
+
+	for (uint32_t i = 0; i < a->nr_moves; i++)
+		if (a->moves[i].cur < base)
+			base = a->moves[i].cur;
+	for (uint32_t i = 0; i < a->nr_moves; i++) {
+		const struct rst_blob_move *mv = &a->moves[i];
+
+		r = sys5(__NR_mremap, mv->cur, mv->len, mv->len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 slot + (mv->cur - base));
+		if (r < 0)
+			fail(a, "mremap of the vdso part at", mv->cur, r);
+	}
+	for (uint32_t i = 0; i < a->nr_moves; i++) {
+		const struct rst_blob_move *mv = &a->moves[i];
+
+		r = sys5(__NR_mremap, slot + (mv->cur - base), mv->len, mv->len,
+			 MREMAP_MAYMOVE | MREMAP_FIXED, mv->dst);
+		if (r < 0)
+			fail(a, "mremap of the vdso part to", mv->dst, r);
+	}
+}
+
+static void unmap_range(const struct rst_blob_args *a, uint64_t start, uint64_t end)
+{
+	long r;
+
+	if (start >= end)
+		return;
+	r = sys2(__NR_munmap, start, end - start);
+	if (r < 0)
+		fail(a, "munmap of the helper's memory at", start, r);
+}
+
+/* Unmap everything but our area and the (moved) vdso parts. */
+static void unmap_helper(const struct rst_blob_args *a)
+{
+	uint64_t keep[RST_MAX_VDSO + 1][2], cur = 0;
+	uint32_t n = 0;
+
+	keep[n][0] = a->area_start;
+	keep[n++][1] = a->area_start + a->area_len;
+	for (uint32_t i = 0; i < a->nr_moves; i++) {
+		keep[n][0] = a->moves[i].dst;
+		keep[n++][1] = a->moves[i].dst + a->moves[i].len;
+	}
+	/* Insertion sort by start: at most four ranges. */
+	for (uint32_t i = 1; i < n; i++)
+		for (uint32_t j = i; j > 0 && keep[j][0] < keep[j - 1][0]; j--) {
+			uint64_t s = keep[j][0], e = keep[j][1];
+
+			keep[j][0] = keep[j - 1][0];
+			keep[j][1] = keep[j - 1][1];
+			keep[j - 1][0] = s;
+			keep[j - 1][1] = e;
+		}
+	for (uint32_t i = 0; i < n; i++) {
+		unmap_range(a, cur, keep[i][0]);
+		cur = keep[i][1];
+	}
+	unmap_range(a, cur, RST_TASK_SIZE);
+}
+
+static void map_vmas(const struct rst_blob_args *a)
+{
+	const struct rst_blob_vma *v = at(a, a->vmas_off);
+	long r;
+
+	for (uint32_t i = 0; i < a->nr_vmas; i++) {
+		r = sys6(__NR_mmap, v[i].start, v[i].end - v[i].start, v[i].map_prot,
+			 v[i].flags | MAP_FIXED, v[i].fd, v[i].pgoff);
+		if (r < 0)
+			fail(a, "mmap of the vma at", v[i].start, r);
+		if ((uint64_t)r != v[i].start)
+			fail(a, "mmap landed elsewhere for the vma at", v[i].start, -14);
+	}
+}
+
+static void fill_runs(const struct rst_blob_args *a)
+{
+	const struct rst_blob_run *run = at(a, a->runs_off);
+
+	for (uint32_t i = 0; i < a->nr_runs; i++) {
+		uint64_t done = 0;
+
+		while (done < run[i].len) {
+			uint64_t len = run[i].len - done;
+			long r;
+
+			if (len > MAX_RW_CHUNK)
+				len = MAX_RW_CHUNK;
+			r = sys4(__NR_pread64, a->pages_fd, run[i].vaddr + done, len,
+				 run[i].off + done);
+			if (r == 0)
+				fail(a, "pages image ended while reading the pages of", run[i].vaddr,
+				     -5);
+			if (r < 0)
+				fail(a, "pread of the pages of", run[i].vaddr + done, r);
+			done += (uint64_t)r;
+		}
+	}
+}
+
+static void finish_vmas(const struct rst_blob_args *a)
+{
+	const struct rst_blob_vma *v = at(a, a->vmas_off);
+	long r;
+
+	for (uint32_t i = 0; i < a->nr_vmas; i++) {
+		uint64_t len = v[i].end - v[i].start;
+
+		if (v[i].map_prot != v[i].prot) {
+			r = sys3(__NR_mprotect, v[i].start, len, v[i].prot);
+			if (r < 0)
+				fail(a, "mprotect of the vma at", v[i].start, r);
+		}
+		for (int advice = 0; advice < 63; advice++) {
+			if (!(v[i].madv & (1ULL << advice)))
+				continue;
+			r = sys3(__NR_madvise, v[i].start, len, advice);
+			if (r < 0)
+				fail(a, "madvise of the vma at", v[i].start, r);
+		}
+		if (v[i].madv & RST_VMA_MLOCK) {
+			r = sys2(__NR_mlock, v[i].start, len);
+			if (r < 0)
+				fail(a, "mlock of the vma at", v[i].start, r);
+		}
+	}
+}
+
+static void set_mm(const struct rst_blob_args *a)
+{
+	struct prctl_mm_map map = {
+		.start_code = a->mm.start_code,
+		.end_code = a->mm.end_code,
+		.start_data = a->mm.start_data,
+		.end_data = a->mm.end_data,
+		.start_brk = a->mm.start_brk,
+		.brk = a->mm.brk,
+		.start_stack = a->mm.start_stack,
+		.arg_start = a->mm.arg_start,
+		.arg_end = a->mm.arg_end,
+		.env_start = a->mm.env_start,
+		.env_end = a->mm.env_end,
+		.auxv = (__u64 *)at(a, a->mm.auxv_off),
+		.auxv_size = a->mm.auxv_size,
+		.exe_fd = (__u32)a->mm.exe_fd,
+	};
+	long r = sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &map, sizeof(map), 0);
+
+	if (r < 0)
+		fail(a, "PR_SET_MM_MAP with start_code", a->mm.start_code, r);
+}
+
+static void set_sigactions(const struct rst_blob_args *a)
+{
+	const struct rst_blob_sigaction *s = at(a, a->sigacts_off);
+
+	for (uint32_t i = 0; i < a->nr_sigacts; i++) {
+		uint64_t act[4] = { s[i].handler, s[i].flags, s[i].restorer, s[i].mask };
+		long r = sys4(__NR_rt_sigaction, s[i].signo, act, 0, 8);
+
+		if (r < 0)
+			fail(a, "rt_sigaction of signal", s[i].signo, r);
+	}
+}
+
+static void set_creds(const struct rst_blob_args *a)
+{
+	const struct rst_blob_creds *c = &a->creds;
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	long r;
+
+	for (uint32_t cap = 0; cap <= c->cap_last && cap < 64; cap++) {
+		if (c->cap_bnd & (1ULL << cap))
+			continue;
+		r = sys2(__NR_prctl, PR_CAPBSET_DROP, cap);
+		if (r < 0)
+			fail(a, "dropping from the bounding set the capability", cap, r);
+	}
+	if (c->secbits) {
+		r = sys2(__NR_prctl, PR_SET_SECUREBITS, c->secbits);
+		if (r < 0)
+			fail(a, "PR_SET_SECUREBITS", c->secbits, r);
+	}
+	/* Keep the permitted set across the uid change; capset sets it below. */
+	r = sys2(__NR_prctl, PR_SET_KEEPCAPS, 1);
+	if (r < 0)
+		fail(a, "PR_SET_KEEPCAPS", 1, r);
+	r = sys2(__NR_setgroups, c->nr_groups, at(a, c->groups_off));
+	if (r < 0)
+		fail(a, "setgroups of groups", c->nr_groups, r);
+	r = sys3(__NR_setresgid, c->gid, c->egid, c->sgid);
+	if (r < 0)
+		fail(a, "setresgid to", c->gid, r);
+	sys1(__NR_setfsgid, c->fsgid); /* returns the previous fsgid, never fails */
+	r = sys3(__NR_setresuid, c->uid, c->euid, c->suid);
+	if (r < 0)
+		fail(a, "setresuid to", c->uid, r);
+	sys1(__NR_setfsuid, c->fsuid); /* returns the previous fsuid, never fails */
+	data[0].effective = (uint32_t)c->cap_eff;
+	data[1].effective = (uint32_t)(c->cap_eff >> 32);
+	data[0].permitted = (uint32_t)c->cap_prm;
+	data[1].permitted = (uint32_t)(c->cap_prm >> 32);
+	data[0].inheritable = (uint32_t)c->cap_inh;
+	data[1].inheritable = (uint32_t)(c->cap_inh >> 32);
+	r = sys2(__NR_capset, &hdr, data);
+	if (r < 0)
+		fail(a, "capset with permitted", c->cap_prm, r);
+	if (!(c->secbits & SECBIT_KEEP_CAPS)) {
+		r = sys2(__NR_prctl, PR_SET_KEEPCAPS, 0);
+		if (r < 0)
+			fail(a, "PR_SET_KEEPCAPS", 0, r);
+	}
+	for (uint32_t cap = 0; (c->flags & RST_CREDS_AMBIENT) && cap <= c->cap_last && cap < 64;
+	     cap++) {
+		if (!(c->cap_amb & (1ULL << cap)))
+			continue;
+		r = sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+		if (r < 0)
+			fail(a, "raising the ambient capability", cap, r);
+	}
+	if (c->flags & RST_CREDS_DUMPABLE) {
+		r = sys2(__NR_prctl, PR_SET_DUMPABLE, c->dumpable);
+		if (r < 0)
+			fail(a, "PR_SET_DUMPABLE", c->dumpable, r);
+	}
+}
+
+static void set_timers(const struct rst_blob_args *a)
+{
+	for (uint32_t i = 0; i < a->nr_itimers; i++) {
+		const struct rst_blob_itimer *t = &a->itimers[i];
+		long val[4] = { (long)(t->interval_us / 1000000), (long)(t->interval_us % 1000000),
+				(long)(t->value_us / 1000000), (long)(t->value_us % 1000000) };
+		long r = sys3(__NR_setitimer, t->which, val, 0);
+
+		if (r < 0)
+			fail(a, "setitimer of timer", t->which, r);
+	}
+}
+
+static void set_thread(const struct rst_blob_args *a)
+{
+	const struct rst_blob_thread *t = &a->thread;
+	long r;
+
+	if (t->rseq_ptr) {
+		r = sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig);
+		if (r < 0)
+			fail(a, "rseq registration at", t->rseq_ptr, r);
+	}
+	r = sys2(__NR_arch_prctl, ARCH_SET_FS, t->fs_base);
+	if (r < 0)
+		fail(a, "ARCH_SET_FS to", t->fs_base, r);
+	r = sys2(__NR_arch_prctl, ARCH_SET_GS, t->gs_base);
+	if (r < 0)
+		fail(a, "ARCH_SET_GS to", t->gs_base, r);
+}
+
+__attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct rst_blob_args *a)
+{
+	const int32_t *fds;
+	char ok = RST_STATUS_OK;
+	long r;
+
+	if (a->magic != RST_BLOB_MAGIC || a->version != RST_BLOB_VERSION)
+		fail(a, "args check: bad magic or version", a->magic, -22);
+	move_vdso(a);
+	unmap_helper(a);
+	map_vmas(a);
+	fill_runs(a);
+	finish_vmas(a);
+	set_mm(a);
+	fds = at(a, a->close_fds_off);
+	for (uint32_t i = 0; i < a->nr_close_fds; i++)
+		sys1(__NR_close, fds[i]);
+	set_sigactions(a);
+	set_creds(a);
+	r = sys2(__NR_prctl, PR_SET_PDEATHSIG, 0);
+	if (r < 0)
+		fail(a, "PR_SET_PDEATHSIG", 0, r);
+	set_thread(a);
+	set_timers(a);
+	r = sys3(__NR_write, a->status_fd, &ok, 1);
+	if (r != 1)
+		fail(a, "writing the status byte to fd", (unsigned long)a->status_fd, r < 0 ? r : -5);
+	sys1(__NR_close, a->status_fd);
+	__asm__ volatile("jmp *%3"
+			 :
+			 : "D"(a->area_start), "S"(a->tail_off), "d"(a->thread.frame_sp),
+			   "r"(a->area_start + a->tail_off)
+			 : "memory");
+	__builtin_unreachable();
+}

@@ -1,0 +1,519 @@
+/*
+ * The restore plan: every image of the directory read and validated before
+ * any process is created, so that a bad, truncated or corrupted image fails
+ * the restore with an error naming the file and the object, and nothing is
+ * left behind. The plan owns the decoded messages; rst_plan_free() releases
+ * them. Checks that need the live system (files, PIDs, capabilities) are
+ * done by their own modules from restore-cmd.c.
+ */
+#include "rst.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Open, read exactly one entry and close. */
+static int read_one(int dirfd, enum img_kind kind, uint32_t id, ProtobufCMessage **ret)
+{
+	struct img img;
+	int r;
+
+	r = img_open(&img, dirfd, kind, id, IMG_READ);
+	if (!r)
+		r = img_read_one(&img, ret);
+	if (r)
+		pr_err("%s\n", img.err);
+	img_close(&img);
+	return r;
+}
+
+static int load_inventory(int dirfd, const struct relive_opts *opts, struct rst_plan *p)
+{
+	int r = read_one(dirfd, IMG_INVENTORY, 0, (ProtobufCMessage **)&p->inv);
+
+	if (r)
+		return r;
+	if (p->inv->page_size != IMG_PAGE_SIZE) {
+		pr_err("inventory.img: page size %u, this machine uses %u\n", p->inv->page_size,
+		       IMG_PAGE_SIZE);
+		return -EINVAL;
+	}
+	if ((p->inv->flags & INV_FLAG_LAZY) && !opts->lazy_pages) {
+		pr_err("inventory.img: lazy images need --lazy-pages\n");
+		return -EINVAL;
+	}
+	if (opts->lazy_pages) {
+		pr_err("restore --lazy-pages is not available in this build yet\n");
+		return -ENOTSUP;
+	}
+	if (p->inv->flags & INV_FLAG_PIDNS) {
+		pr_err("inventory.img: restoring into a new pid namespace is not supported yet\n");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+static int load_pstree(int dirfd, struct rst_plan *p)
+{
+	ProtobufCMessage *msg;
+	PstreeEntry *pe;
+	struct img img;
+	int r;
+
+	r = img_open(&img, dirfd, IMG_PSTREE, 0, IMG_READ);
+	if (r) {
+		pr_err("%s\n", img.err);
+		return r;
+	}
+	r = img_read_one(&img, &msg);
+	if (!r) {
+		ProtobufCMessage *more = NULL;
+
+		r = img_read(&img, &more);
+		if (r > 0) {
+			img_msg_free(more);
+			img_msg_free(msg);
+			img_close(&img);
+			pr_err("pstree.img: more than one process: restoring process trees is not "
+			       "supported yet\n");
+			return -ENOTSUP;
+		}
+		if (r < 0)
+			img_msg_free(msg);
+	}
+	if (r) {
+		pr_err("%s\n", img.err);
+		img_close(&img);
+		return r;
+	}
+	img_close(&img);
+	pe = (PstreeEntry *)msg;
+	p->tasks = calloc(1, sizeof(*p->tasks));
+	if (!p->tasks) {
+		img_msg_free(msg);
+		return -ENOMEM;
+	}
+	p->nr_tasks = 1;
+	struct rst_task *t = &p->tasks[0];
+	t->pid = pe->pid;
+	t->ppid = pe->ppid;
+	t->pgid = pe->pgid;
+	t->sid = pe->sid;
+	r = 0;
+	if (pe->pid != p->inv->root_pid) {
+		pr_err("pstree.img: process %u is not the root %u of inventory.img\n", pe->pid,
+		       p->inv->root_pid);
+		r = -EINVAL;
+	} else if (pe->pid < 2 || pe->pid > (1U << 22)) {
+		pr_err("pstree.img: bad pid %u\n", pe->pid);
+		r = -EINVAL;
+	} else if (pe->has_zombie && pe->zombie) {
+		pr_err("pstree.img: pid %u is a zombie: not supported yet\n", pe->pid);
+		r = -ENOTSUP;
+	} else if (pe->n_threads != 1 || pe->threads[0] != pe->pid) {
+		pr_err("pstree.img: pid %u has %zu threads: multi-threaded restore is not "
+		       "supported yet\n",
+		       pe->pid, pe->n_threads);
+		r = -ENOTSUP;
+	}
+	img_msg_free(msg);
+	return r;
+}
+
+static int load_task(int dirfd, struct rst_task *t)
+{
+	TaskEntry *te;
+	int r = read_one(dirfd, IMG_TASK, t->pid, (ProtobufCMessage **)&t->task);
+
+	if (r)
+		return r;
+	te = t->task;
+	if (te->pid != t->pid) {
+		pr_err("task-%u.img: holds pid %u\n", t->pid, te->pid);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < te->n_sigactions; i++) {
+		uint32_t s = te->sigactions[i]->signo;
+
+		if (s < 1 || s > 64 || s == 9 || s == 19) {
+			pr_err("task-%u.img: sigaction for bad signal %u\n", t->pid, s);
+			return -EINVAL;
+		}
+	}
+	if (te->n_itimers > RST_NR_ITIMERS) {
+		pr_err("task-%u.img: %zu itimers\n", t->pid, te->n_itimers);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < te->n_itimers; i++) {
+		if (te->itimers[i]->which > 2) {
+			pr_err("task-%u.img: itimer of bad kind %u\n", t->pid,
+			       te->itimers[i]->which);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < te->n_rlimits; i++) {
+		if (te->rlimits[i]->resource >= 16 || te->rlimits[i]->cur > te->rlimits[i]->max) {
+			pr_err("task-%u.img: bad rlimit %u (cur %" PRIu64 ", max %" PRIu64 ")\n",
+			       t->pid, te->rlimits[i]->resource, te->rlimits[i]->cur,
+			       te->rlimits[i]->max);
+			return -EINVAL;
+		}
+	}
+	if (te->n_posix_timers) {
+		pr_err("task-%u.img: posix timers are not supported yet\n", t->pid);
+		return -ENOTSUP;
+	}
+	if (!te->cwd[0] || !te->root[0] || te->cwd[0] != '/' || te->root[0] != '/') {
+		pr_err("task-%u.img: cwd '%s' / root '%s' are not absolute paths\n", t->pid,
+		       te->cwd, te->root);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_threads(int dirfd, struct rst_task *t)
+{
+	t->threads = calloc(1, sizeof(*t->threads));
+	if (!t->threads)
+		return -ENOMEM;
+	t->nr_threads = 1;
+	t->threads[0].tid = t->pid;
+	int r = read_one(dirfd, IMG_CORE, t->pid, (ProtobufCMessage **)&t->threads[0].core);
+	if (r)
+		return r;
+	const CoreEntry *c = t->threads[0].core;
+	if (c->tid != t->pid) {
+		pr_err("core-%u.img: holds thread %u\n", t->pid, c->tid);
+		return -EINVAL;
+	}
+	if (!c->has_xsave || c->xsave.len < 576 || c->xsave.len % 64 || c->xsave.len > 65536) {
+		pr_err("core-%u.img: xsave area of %zu bytes: need 576..65536, a multiple of 64\n",
+		       t->pid, c->has_xsave ? c->xsave.len : 0);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_files(int dirfd, struct rst_plan *p)
+{
+	ProtobufCMessage *msg;
+	struct img img;
+	size_t cap = 0;
+	int r;
+
+	r = img_open(&img, dirfd, IMG_FILES, 0, IMG_READ);
+	if (r) {
+		pr_err("%s\n", img.err);
+		return r;
+	}
+	while ((r = img_read(&img, &msg)) > 0) {
+		FileEntry *fe = (FileEntry *)msg;
+
+		if (rst_plan_file(p, fe->id)) {
+			pr_err("files.img: file id %u appears twice\n", fe->id);
+			img_msg_free(msg);
+			r = -EINVAL;
+			break;
+		}
+		if (p->nr_files == cap) {
+			FileEntry **nf = realloc(p->files, (cap ? cap * 2 : 16) * sizeof(*nf));
+
+			if (!nf) {
+				img_msg_free(msg);
+				r = -ENOMEM;
+				break;
+			}
+			p->files = nf;
+			cap = cap ? cap * 2 : 16;
+		}
+		p->files[p->nr_files++] = fe;
+	}
+	if (r < 0 && img.err[0])
+		pr_err("%s\n", img.err);
+	img_close(&img);
+	return r < 0 ? r : 0;
+}
+
+/* A file referenced by id from IMG: it must exist and be a regular file entry. */
+static const FileEntry *need_file(const struct rst_plan *p, uint32_t id, const char *img,
+				  const char *what)
+{
+	const FileEntry *f = rst_plan_file(p, id);
+
+	if (!f) {
+		pr_err("%s: %s refers to file id %u, which files.img does not have\n", img, what,
+		       id);
+		return NULL;
+	}
+	if (f->type != FILE_TYPE__FILE_REG || !f->reg) {
+		pr_err("%s: %s is a file of type %d: only regular files are supported yet\n", img,
+		       what, (int)f->type);
+		return NULL;
+	}
+	return f;
+}
+
+static int load_fdinfo(int dirfd, const struct rst_plan *p, struct rst_task *t)
+{
+	ProtobufCMessage *msg;
+	char name[64], what[64];
+	struct img img;
+	int r;
+
+	r = img_open(&img, dirfd, IMG_FDINFO, t->pid, IMG_READ);
+	if (r) {
+		pr_err("%s\n", img.err);
+		return r;
+	}
+	snprintf(name, sizeof(name), "fdinfo-%u.img", t->pid);
+	while ((r = img_read(&img, &msg)) > 0) {
+		FdinfoEntry *fd = (FdinfoEntry *)msg;
+		struct rst_fd *nf = realloc(t->fds, (t->nr_fds + 1) * sizeof(*nf));
+		int bad = 0;
+
+		if (!nf) {
+			img_msg_free(msg);
+			r = -ENOMEM;
+			break;
+		}
+		t->fds = nf;
+		nf += t->nr_fds;
+		snprintf(what, sizeof(what), "fd %u", fd->fd);
+		nf->fd = fd->fd;
+		nf->cloexec = fd->cloexec;
+		nf->file = need_file(p, fd->file_id, name, what);
+		img_msg_free(msg);
+		if (!nf->file)
+			bad = -EINVAL;
+		for (size_t i = 0; !bad && i < t->nr_fds; i++) {
+			if (t->fds[i].fd == nf->fd) {
+				pr_err("%s: fd %u appears twice\n", name, nf->fd);
+				bad = -EINVAL;
+			}
+		}
+		if (!bad && nf->fd > (1U << 20)) {
+			pr_err("%s: fd %u is out of range\n", name, nf->fd);
+			bad = -EINVAL;
+		}
+		if (bad) {
+			r = bad;
+			break;
+		}
+		t->nr_fds++;
+	}
+	if (r < 0 && img.err[0])
+		pr_err("%s\n", img.err);
+	img_close(&img);
+	return r < 0 ? r : 0;
+}
+
+static int load_mm(int dirfd, const struct rst_plan *p, struct rst_task *t)
+{
+	char name[64], what[64];
+	int r = read_one(dirfd, IMG_MM, t->pid, (ProtobufCMessage **)&t->mm);
+
+	if (r)
+		return r;
+	snprintf(name, sizeof(name), "mm-%u.img", t->pid);
+	if (t->mm->n_auxv % 2 || t->mm->n_auxv > 512 ||
+	    (t->mm->n_auxv && t->mm->auxv[t->mm->n_auxv - 2] != 0)) {
+		pr_err("%s: auxv of %zu words is not AT_NULL-terminated pairs\n", name,
+		       t->mm->n_auxv);
+		return -EINVAL;
+	}
+	t->vmas = calloc(t->mm->n_vmas ? t->mm->n_vmas : 1, sizeof(*t->vmas));
+	if (!t->vmas)
+		return -ENOMEM;
+	t->nr_vmas = t->mm->n_vmas;
+	for (size_t i = 0; i < t->nr_vmas; i++) {
+		const VmaEntry *ve = t->mm->vmas[i];
+		struct rst_vma *v = &t->vmas[i];
+
+		v->start = ve->start;
+		v->end = ve->end;
+		v->pgoff = ve->pgoff;
+		v->madv = ve->has_madv ? ve->madv : 0;
+		v->prot = ve->prot;
+		v->flags = ve->flags;
+		v->kind = ve->kind;
+		v->has_file = ve->has_file_id;
+		v->file_id = ve->file_id;
+		if (v->has_file && (ve->kind == VMA_KIND__VMA_FILE_PRIVATE ||
+				    ve->kind == VMA_KIND__VMA_FILE_SHARED)) {
+			snprintf(what, sizeof(what), "vma 0x%" PRIx64 "-0x%" PRIx64, v->start,
+				 v->end);
+			if (!need_file(p, v->file_id, name, what))
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int load_pagemap(int dirfd, struct rst_task *t)
+{
+	ProtobufCMessage *msg;
+	struct img img;
+	size_t cap = 0;
+	int r;
+
+	r = img_open(&img, dirfd, IMG_PAGEMAP, t->pid, IMG_READ);
+	if (!r)
+		r = img_read_one(&img, &msg);
+	if (r) {
+		pr_err("%s\n", img.err);
+		img_close(&img);
+		return r;
+	}
+	t->pages_id = ((PagemapHead *)msg)->pages_id;
+	img_msg_free(msg);
+	while ((r = img_read(&img, &msg)) > 0) {
+		PagemapEntry *pe = (PagemapEntry *)msg;
+
+		if (t->nr_runs == cap) {
+			struct rst_run *nr = realloc(t->runs, (cap ? cap * 2 : 64) * sizeof(*nr));
+
+			if (!nr) {
+				img_msg_free(msg);
+				r = -ENOMEM;
+				break;
+			}
+			t->runs = nr;
+			cap = cap ? cap * 2 : 64;
+		}
+		t->runs[t->nr_runs].vaddr = pe->vaddr;
+		t->runs[t->nr_runs].nr_pages = pe->nr_pages;
+		t->runs[t->nr_runs++].flags = pe->flags;
+		img_msg_free(msg);
+	}
+	if (r < 0 && r != -ENOMEM)
+		pr_err("%s\n", img.err);
+	img_close(&img);
+	return r < 0 ? r : 0;
+}
+
+static int check_memory(int dirfd, const struct relive_opts *opts, struct rst_task *t)
+{
+	char err[512];
+	uint64_t have = 0;
+	struct img img;
+	int r;
+
+	r = rst_check_layout(t->vmas, t->nr_vmas, t->runs, t->nr_runs, opts->lazy_pages,
+			     &t->nr_present, err, sizeof(err));
+	if (r) {
+		pr_err("mm-%u.img/pagemap-%u.img: %s\n", t->pid, t->pid, err);
+		return r;
+	}
+	r = img_open(&img, dirfd, IMG_PAGES, t->pages_id, IMG_READ);
+	if (!r)
+		r = img_pages_count(&img, &have);
+	if (r) {
+		pr_err("%s\n", img.err);
+		img_close(&img);
+		return r;
+	}
+	img_close(&img);
+	if (have < t->nr_present) {
+		pr_err("pages-%u.img: holds %" PRIu64 " pages, pagemap-%u.img needs %" PRIu64
+		       " (truncated?)\n",
+		       t->pages_id, have, t->pid, t->nr_present);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int plan_vdso(const struct rst_task *t, struct rst_plan *p)
+{
+	_cleanup_free_ char *text = NULL;
+	struct rst_maps m;
+	char err[512];
+	size_t len;
+	int r;
+
+	r = util_read_file(AT_FDCWD, "/proc/self/maps", &text, &len);
+	if (r) {
+		pr_err("cannot read /proc/self/maps: %s\n", strerror(-r));
+		return r;
+	}
+	r = rst_parse_maps(text, &m);
+	if (r) {
+		pr_err("cannot parse /proc/self/maps\n");
+		return r;
+	}
+	r = rst_plan_vdso(t->vmas, t->nr_vmas, &m, p->moves, &p->nr_moves, err, sizeof(err));
+	rst_maps_fini(&m);
+	if (r)
+		pr_err("mm-%u.img: %s\n", t->pid, err);
+	return r;
+}
+
+int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *ret)
+{
+	struct rst_plan p = { 0 };
+	int r;
+
+	r = load_inventory(dirfd, opts, &p);
+	if (!r)
+		r = load_pstree(dirfd, &p);
+	if (!r)
+		r = load_files(dirfd, &p);
+	for (size_t i = 0; !r && i < p.nr_tasks; i++) {
+		struct rst_task *t = &p.tasks[i];
+
+		r = load_task(dirfd, t);
+		if (!r)
+			r = load_threads(dirfd, t);
+		if (!r)
+			r = load_fdinfo(dirfd, &p, t);
+		if (!r)
+			r = load_mm(dirfd, &p, t);
+		if (!r)
+			r = load_pagemap(dirfd, t);
+		if (!r)
+			r = check_memory(dirfd, opts, t);
+		if (!r)
+			r = plan_vdso(t, &p);
+	}
+	if (r) {
+		rst_plan_free(&p);
+		return r;
+	}
+	*ret = p;
+	return 0;
+}
+
+const FileEntry *rst_plan_file(const struct rst_plan *p, uint32_t id)
+{
+	for (size_t i = 0; i < p->nr_files; i++)
+		if (p->files[i]->id == id)
+			return p->files[i];
+	return NULL;
+}
+
+void rst_plan_free(struct rst_plan *p)
+{
+	for (size_t i = 0; i < p->nr_tasks; i++) {
+		struct rst_task *t = &p->tasks[i];
+
+		img_msg_free((ProtobufCMessage *)t->task);
+		img_msg_free((ProtobufCMessage *)t->mm);
+		for (size_t k = 0; k < t->nr_threads; k++)
+			img_msg_free((ProtobufCMessage *)t->threads[k].core);
+		free(t->threads);
+		free(t->fds);
+		free(t->vmas);
+		free(t->runs);
+	}
+	free(p->tasks);
+	for (size_t i = 0; i < p->nr_files; i++)
+		img_msg_free((ProtobufCMessage *)p->files[i]);
+	free(p->files);
+	img_msg_free((ProtobufCMessage *)p->inv);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,182 @@
+/*
+ * Internal interface of the restorer module: the restore plan (images read
+ * and validated before anything is created), the pure layout and signal
+ * frame logic, and the per-task helper that becomes the restored process.
+ * Everything is per task and per thread; nothing here is "the process".
+ */
+#ifndef RELIVE_RESTORER_RST_H
+#define RELIVE_RESTORER_RST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "img.h"
+#include "opts.h"
+#include "restorer-abi.h"
+
+/* Where the restorer area goes: above this, below RST_TASK_SIZE. */
+#define RST_AREA_LOW 0x40000000ULL
+/* Space kept free around every busy range when placing the area. */
+#define RST_AREA_GUARD (1ULL << 20)
+/* How long a PID held by an unreaped zombie is waited for. */
+#define RST_ZOMBIE_WAIT_MS 5000
+
+struct rst_range {
+	uint64_t start;
+	uint64_t end;
+};
+
+/* A VMA of the image, in plain form. */
+struct rst_vma {
+	uint64_t start;
+	uint64_t end;
+	uint64_t pgoff;
+	uint64_t madv; /* VMA_MADV_* */
+	uint32_t prot;
+	uint32_t flags;
+	uint32_t kind; /* VmaKind */
+	uint32_t file_id;
+	bool has_file;
+};
+
+/* A pagemap run of the image. */
+struct rst_run {
+	uint64_t vaddr;
+	uint64_t nr_pages;
+	uint32_t flags; /* PE_* */
+};
+
+struct rst_thread {
+	uint32_t tid;
+	CoreEntry *core;
+};
+
+struct rst_fd {
+	uint32_t fd;
+	bool cloexec;
+	const FileEntry *file;
+};
+
+struct rst_task {
+	uint32_t pid, ppid, pgid, sid;
+	TaskEntry *task;
+	MmEntry *mm;
+	struct rst_thread *threads;
+	size_t nr_threads;
+	struct rst_fd *fds;
+	size_t nr_fds;
+	struct rst_vma *vmas;
+	size_t nr_vmas;
+	struct rst_run *runs;
+	size_t nr_runs;
+	uint32_t pages_id;
+	uint64_t nr_present; /* pages read from the pages image */
+	/* what the helper does about the session and group (rst-plan.c decides) */
+	bool do_setsid;
+	bool do_setpgid;
+};
+
+struct rst_plan {
+	InventoryEntry *inv;
+	FileEntry **files;
+	size_t nr_files;
+	struct rst_task *tasks;
+	size_t nr_tasks;
+	/* vdso/vvar moves, checked against this kernel's layout */
+	struct rst_blob_move moves[RST_MAX_VDSO];
+	uint32_t nr_moves;
+};
+
+/* rst-plan.c: read every image of DIRFD and validate it; logs the error. */
+int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *ret);
+void rst_plan_free(struct rst_plan *p);
+const FileEntry *rst_plan_file(const struct rst_plan *p, uint32_t id);
+
+/* rst-layout.c: pure checks and computations (unit-tested). */
+int rst_check_layout(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,
+		     bool lazy_ok, uint64_t *ret_present, char *err, size_t errlen);
+int rst_find_gap(struct rst_range *busy, size_t n, uint64_t size, uint64_t guard, uint64_t lo,
+		 uint64_t hi, uint64_t *ret);
+struct rst_maps {
+	struct rst_range *ranges; /* every mapping below RST_TASK_SIZE */
+	size_t nr;
+	struct rst_range vdso[RST_MAX_VDSO]; /* current [vvar], [vvar_vclock], [vdso] */
+	uint32_t vdso_kind[RST_MAX_VDSO]; /* VmaKind of each */
+	uint32_t nr_vdso;
+};
+int rst_parse_maps(const char *text, struct rst_maps *ret);
+void rst_maps_fini(struct rst_maps *m);
+int rst_plan_vdso(const struct rst_vma *v, size_t nv, const struct rst_maps *cur,
+		  struct rst_blob_move *moves, uint32_t *ret_n, char *err, size_t errlen);
+uint64_t rst_madv_bits(uint64_t vma_madv);
+/* Merge the PRESENT runs into pread runs; filled[i] says VMA i gets pages. */
+size_t rst_build_runs(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,
+		      struct rst_blob_run *out, bool *filled);
+
+/* rst-sigframe.c: pure (unit-tested). */
+bool rst_restart_fixup(struct user_regs_struct *regs);
+struct rst_frame_in {
+	struct user_regs_struct regs;
+	const uint8_t *xsave;
+	size_t xsave_len;
+	uint64_t blocked;
+	uint64_t ss_sp;
+	uint64_t ss_size;
+	int32_t ss_flags;
+	/* end offset of each xsave component in the standard format, 0 if unknown */
+	const uint32_t *xcomp_end;
+};
+size_t rst_sigframe_size(size_t xsave_len);
+/* Fill end[64] from CPUID leaf 0xD (standard-format offset + size of each component). */
+void rst_xstate_layout(uint32_t end[64]);
+int rst_sigframe_build(void *buf, uint64_t addr, size_t len, const struct rst_frame_in *in,
+		       uint64_t *ret_sp, char *err, size_t errlen);
+
+/* rst-pid.c */
+int rst_pid_wait_free(pid_t pid, unsigned int timeout_ms);
+pid_t rst_clone_with_pid(pid_t pid);
+
+/* rst-creds.c */
+int rst_creds_check(const struct rst_task *t);
+void rst_creds_fill(const CredsEntry *c, struct rst_blob_creds *ret);
+
+/* The helper: the child that becomes the restored process (rst-helper.c). */
+struct rst_child {
+	const struct rst_plan *plan;
+	const struct rst_task *task;
+	pid_t parent; /* relive restore: the helper dies with it until the blob is done */
+	int dirfd;
+	int status_fd;
+	/* fds the helper keeps for the blob (pages image, mapped files, exe) */
+	int pages_fd;
+	int exe_fd;
+	int *map_fds; /* per VMA, -1 when not a file mapping */
+	/* the restorer area, once prepared */
+	uint8_t *area;
+	uint64_t area_len;
+	struct rst_blob_args *args;
+	char err[1024];
+};
+/* Runs in the child; returns only on failure, with c->err set. */
+int rst_helper_run(struct rst_child *c);
+void rst_child_fail(struct rst_child *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* rst-files.c (helper side) */
+int rst_files_open_kept(struct rst_child *c);
+int rst_files_install(struct rst_child *c);
+/* rst-files.c (parent side preflight) */
+int rst_files_check(const struct rst_plan *p);
+
+/*
+ * rst-blob-args.c (helper side): map the restorer area in a gap of both
+ * layouts and fill its args and tail (needs /proc: call before chroot), then
+ * jump into it (returns only on failure).
+ */
+int rst_blob_prepare(struct rst_child *c);
+int rst_blob_enter(struct rst_child *c);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * The list of parts of one victim program, chosen at build time by
+ * test/victims/meson.build (-DWITH_MEM, -DWITH_FILES, ...). Files come
+ * last: it records the stdout offset, so no part may print after it.
+ */
+#include "victim.h"
+
+extern const struct victim_part victim_part_mem, victim_part_signals, victim_part_regs,
+	victim_part_files;
+
+const struct victim_part *const victim_parts[] = {
+#ifdef WITH_MEM
+	&victim_part_mem,
+#endif
+#ifdef WITH_SIGNALS
+	&victim_part_signals,
+#endif
+#ifdef WITH_REGS
+	&victim_part_regs,
+#endif
+#ifdef WITH_FILES
+	&victim_part_files,
+#endif
+	NULL,
+};
