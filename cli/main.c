@@ -13,23 +13,6 @@
 #include <sys/stat.h>
 #include <string.h>
 
-/*
- * Subcommands that a module has not built yet. --help does not list them;
- * called anyway, they say so and fail. A module's real definition overrides these.
- */
-#define PENDING_CMD(fn, name)                                                                      \
-	__attribute__((weak)) int fn(const struct relive_opts *opts)                               \
-	{                                                                                          \
-		(void)opts;                                                                        \
-		pr_err("'relive %s' is not available in this build yet\n", name);                  \
-		return 1;                                                                          \
-	}
-PENDING_CMD(cmd_dump, "dump")
-PENDING_CMD(cmd_restore, "restore")
-PENDING_CMD(cmd_lazy_pages, "lazy-pages")
-PENDING_CMD(cmd_show, "show")
-PENDING_CMD(cmd_check, "check")
-
 int main(int argc, char **argv)
 {
 	struct relive_opts opts;

@@ -76,9 +76,9 @@ static const struct cmd_desc cmds[] = {
 		  BIT(OPT_LAZY_TIMEOUT) | BIT(OPT_SHELL_JOB),
 	  BIT(OPT_TREE) | BIT(OPT_DIR), 0, 0 },
 	{ "restore", CMD_RESTORE,
-	  "restore -D DIR [-d] [--pidfile FILE] [--lazy-pages] [--pidns] [-o LOG] [-vN]",
+	  "restore -D DIR [-d] [--pidfile FILE] [--lazy-pages] [--shell-job] [-o LOG] [-vN]",
 	  COMMON_BITS | BIT(OPT_DIR) | BIT(OPT_DETACHED) | BIT(OPT_PIDFILE) |
-		  BIT(OPT_LAZY_PAGES) | BIT(OPT_SHELL_JOB) | BIT(OPT_PIDNS) | BIT(OPT_STATUS_FD),
+		  BIT(OPT_LAZY_PAGES) | BIT(OPT_SHELL_JOB) | BIT(OPT_STATUS_FD),
 	  BIT(OPT_DIR), 0, 0 },
 	{ "lazy-pages", CMD_LAZY_PAGES,
 	  "lazy-pages --address SRC --port PORT -D DIR [--status-fd FD] [--stats-json FILE]",
@@ -89,20 +89,13 @@ static const struct cmd_desc cmds[] = {
 	{ "check", CMD_CHECK, "check", COMMON_BITS, 0, 0, 0 },
 };
 
-/* Commands listed in --help: only those that work in this build. */
-static bool cmd_is_available(enum relive_cmd cmd)
-{
-	return cmd == CMD_SHOW || cmd == CMD_CHECK;
-}
-
 void opts_usage(const char *prog, void *file)
 {
 	FILE *f = file;
 
 	fprintf(f, "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
-		if (cmd_is_available(cmds[i].cmd))
-			fprintf(f, "  %s %s\n", prog, cmds[i].synopsis);
+		fprintf(f, "  %s %s\n", prog, cmds[i].synopsis);
 	fprintf(f, "\n  %s --version\n  %s --help\n", prog, prog);
 }
 

@@ -3,9 +3,16 @@
  * and the parasite, write the image directory, and only then kill it (or let
  * it run with --leave-running). Any failure leaves the victim cured and
  * running, and the inventory (written last) absent.
+ *
+ * With --lazy-pages the private anonymous pages are not written: before the
+ * cure the parasite clones a keeper sharing the address space, the victim is
+ * killed as soon as the images are complete (so the frozen window does not
+ * grow with its memory), and relive stays up as the page server, reading
+ * from the keeper, until the client's DONE; the keeper dies on every path.
  */
 #include "commands.h"
 #include "dump.h"
+#include "page-server.h"
 
 #include "log.h"
 #include "psite.h"
@@ -15,7 +22,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -61,17 +70,12 @@ static int write_pstree(struct dump_ctx *ctx)
 	return write_single(ctx, IMG_PSTREE, &pe.base);
 }
 
-static int write_inventory(struct dump_ctx *ctx)
+static int write_inventory(struct dump_ctx *ctx, const uint8_t token[IMG_SESSION_TOKEN_LEN])
 {
 	InventoryEntry ie = INVENTORY_ENTRY__INIT;
-	uint8_t token[IMG_SESSION_TOKEN_LEN];
 	struct utsname uts;
 	char host[256];
 
-	if (getrandom(token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
-		pr_perror("cannot get random bytes for the session token");
-		return -EIO;
-	}
 	uname(&uts);
 	if (gethostname(host, sizeof(host)))
 		snprintf(host, sizeof(host), "unknown");
@@ -79,8 +83,10 @@ static int write_inventory(struct dump_ctx *ctx)
 	ie.kernel_release = uts.release;
 	ie.page_size = IMG_PAGE_SIZE;
 	ie.flags = ctx->opts->leave_running ? INV_FLAG_LEAVE_RUNNING : 0;
-	ie.session_token.data = token;
-	ie.session_token.len = sizeof(token);
+	if (ctx->opts->lazy_pages)
+		ie.flags |= INV_FLAG_LAZY;
+	ie.session_token.data = (uint8_t *)token;
+	ie.session_token.len = IMG_SESSION_TOKEN_LEN;
 	ie.root_pid = (uint32_t)ctx->pid;
 	ie.has_dump_time_us = true;
 	ie.dump_time_us = realtime_us();
@@ -99,6 +105,8 @@ static int write_stats(struct dump_ctx *ctx, uint64_t t_end)
 	ds.pages_written = ctx->pages_written;
 	ds.has_pages_lazy = true;
 	ds.pages_lazy = ctx->pages_lazy;
+	ds.has_pages_zero = true;
+	ds.pages_zero = ctx->pages_zero;
 	ds.has_freeze_start_realtime_us = true;
 	ds.freeze_start_realtime_us = ctx->freeze_realtime_us;
 	se.dump = &ds;
@@ -167,8 +175,29 @@ static int open_images_dir(const char *dir)
 	return fd;
 }
 
+/* The keeper of a lazy dump: a process sharing the victim's memory. */
+struct lazy_keeper {
+	pid_t pid;
+	int pidfd;
+};
+
+static int make_keeper(struct dump_ctx *ctx, struct lazy_keeper *k)
+{
+	int r = psite_keeper(ctx->ctl, &k->pid);
+
+	if (k->pid > 0) {
+		k->pidfd = (int)syscall(SYS_pidfd_open, k->pid, 0);
+		if (k->pidfd < 0) {
+			pr_perror("cannot open a pidfd for keeper %d", (int)k->pid);
+			if (!r)
+				r = -errno;
+		}
+	}
+	return r;
+}
+
 /* Everything done while the parasite is inside; it is cured on every path. */
-static int dump_infected(struct dump_ctx *ctx)
+static int dump_infected(struct dump_ctx *ctx, struct lazy_keeper *k)
 {
 	int r, rc;
 
@@ -178,6 +207,9 @@ static int dump_infected(struct dump_ctx *ctx)
 	r = dmp_task(ctx);
 	if (!r)
 		r = dmp_mm_drain(ctx);
+	/* Last, so the keeper sees the mm as dumped; it needs the parasite. */
+	if (!r && ctx->opts->lazy_pages)
+		r = make_keeper(ctx, k);
 	rc = psite_cure(ctx->ctl);
 	ctx->ctl = NULL;
 	if (rc && !r) {
@@ -187,28 +219,143 @@ static int dump_infected(struct dump_ctx *ctx)
 	return r;
 }
 
+/* Idle limit of a stalled connection: RELIVE_PS_IDLE_TIMEOUT_MS (tests), else the default. */
+static unsigned int idle_timeout_ms(void)
+{
+	const char *e = getenv("RELIVE_PS_IDLE_TIMEOUT_MS");
+	uint64_t v;
+
+	if (e && !util_parse_u64(e, 10, 3600000, &v))
+		return (unsigned int)v;
+	if (e)
+		pr_warn("ignoring RELIVE_PS_IDLE_TIMEOUT_MS=%s (10..3600000)\n", e);
+	return PS_IDLE_TIMEOUT_MS;
+}
+
+/*
+ * A dying task writes into its address space, which the keeper shares:
+ * the kernel zeroes *clear_child_tid (glibc's tid in the TCB) and marks the
+ * robust futexes it holds. Unregister both in the frozen victim before the
+ * kill, so the served memory is exactly the dumped one.
+ */
+static int disarm_exit_writes(struct dump_ctx *ctx)
+{
+	long ret;
+	int r;
+
+	r = psite_syscall(ctx->frozen, ctx->pid, &ret, __NR_set_robust_list, 0, 24, 0, 0, 0, 0);
+	if (!r && ret) {
+		pr_err("pid %d: set_robust_list(NULL) failed: %s\n", (int)ctx->pid, strerror((int)-ret));
+		r = (int)ret;
+	}
+	if (!r)
+		r = psite_syscall(ctx->frozen, ctx->pid, &ret, __NR_set_tid_address, 0, 0, 0, 0, 0,
+				  0);
+	if (r)
+		pr_err("pid %d: cannot unregister its exit-time writes before the kill\n",
+		       (int)ctx->pid);
+	return r;
+}
+
+/*
+ * The images are complete and the victim frozen: kill it (the keeper holds
+ * its memory), record the frozen window, tell --status-fd, and serve.
+ */
+static int lazy_serve(struct dump_ctx *ctx, int lfd, const uint8_t *token,
+		      struct lazy_keeper *k)
+{
+	const struct relive_opts *opts = ctx->opts;
+	struct ps_server_cfg cfg = { 0 };
+	uint64_t t_killed;
+	int r;
+
+	r = psite_unfreeze(ctx->frozen, true);
+	ctx->frozen = NULL;
+	t_killed = util_now_us();
+	if (r) {
+		close(lfd);
+		return r;
+	}
+	/* The stats written before the kill lack its last steps: exact now. */
+	if (write_stats(ctx, t_killed))
+		pr_warn("stats-dump.img keeps the frozen time measured before the kill\n");
+	pr_info("pid %d killed after %llu us frozen; %llu pages written, %llu lazy\n",
+		(int)ctx->pid, (unsigned long long)(t_killed - ctx->t_frozen),
+		(unsigned long long)ctx->pages_written, (unsigned long long)ctx->pages_lazy);
+	if (opts->status_fd >= 0) {
+		char zero = 0;
+
+		if (write(opts->status_fd, &zero, 1) != 1)
+			pr_perror("cannot write to --status-fd %d", opts->status_fd);
+		close(opts->status_fd);
+	}
+	cfg.pid = ctx->pid;
+	cfg.keeper = k->pid;
+	cfg.keeper_pidfd = k->pidfd;
+	cfg.runs = ctx->runs.runs;
+	cfg.nr_runs = ctx->runs.nr;
+	memcpy(cfg.token, token, PS_TOKEN_LEN);
+	cfg.lazy_timeout_s = opts->lazy_timeout;
+	cfg.idle_timeout_ms = idle_timeout_ms();
+	r = ps_serve(lfd, &cfg);
+	if (r)
+		pr_err("page server of pid %d failed: %s; its lazy pages are lost\n", (int)ctx->pid,
+		       strerror(-r));
+	else
+		pr_info("page server of pid %d: every page delivered\n", (int)ctx->pid);
+	return r;
+}
+
 int cmd_dump(const struct relive_opts *opts)
 {
 	struct dump_ctx ctx = { .opts = opts, .dirfd = -1, .pid = opts->tree };
+	uint8_t token[IMG_SESSION_TOKEN_LEN];
+	struct lazy_keeper keeper = { .pid = 0, .pidfd = -1 };
+	int lfd = -1;
 	uint64_t t_end;
 	int r;
 
-	if (opts->lazy_pages) {
-		pr_err("dump --lazy-pages is not available in this build yet\n");
+	_Static_assert(IMG_SESSION_TOKEN_LEN == PS_TOKEN_LEN, "session token size");
+	if (opts->lazy_pages && opts->leave_running) {
+		pr_err("--lazy-pages and --leave-running exclude each other: a lazy dump kills "
+		       "the process and serves its memory\n");
+		return 2;
+	}
+	if (opts->lazy_pages && opts->status_fd >= 0 && fcntl(opts->status_fd, F_GETFD) < 0) {
+		pr_perror("--status-fd %d is not an open descriptor", opts->status_fd);
+		return 2;
+	}
+	if (getrandom(token, sizeof(token), 0) != (ssize_t)sizeof(token)) {
+		pr_perror("cannot get random bytes for the session token");
 		return 1;
 	}
 	r = check_target(ctx.pid, &ctx.stat);
 	if (r)
 		return 1;
+	/* Before the freeze: a busy port must not cost the process anything. */
+	if (opts->lazy_pages) {
+		lfd = ps_listen(opts->address, opts->port);
+		if (lfd < 0)
+			return 1;
+	}
 	ctx.dirfd = open_images_dir(opts->images_dir);
-	if (ctx.dirfd < 0)
+	if (ctx.dirfd < 0) {
+		if (lfd >= 0)
+			close(lfd);
 		return 1;
+	}
 
+	/* Costs in proportion to memory: done before the freeze. */
+	r = dmp_mm_prefreeze(&ctx);
 	ctx.t_start = util_now_us();
 	ctx.freeze_realtime_us = realtime_us();
-	r = psite_freeze(ctx.pid, &ctx.frozen);
+	if (!r)
+		r = psite_freeze(ctx.pid, &ctx.frozen);
 	if (r) {
+		free(ctx.pre_vmas);
 		close(ctx.dirfd);
+		if (lfd >= 0)
+			close(lfd);
 		return 1;
 	}
 	ctx.t_frozen = util_now_us();
@@ -224,7 +371,7 @@ int cmd_dump(const struct relive_opts *opts)
 	if (!r)
 		r = dmp_mm_collect(&ctx);
 	if (!r)
-		r = dump_infected(&ctx);
+		r = dump_infected(&ctx, &keeper);
 	if (!r)
 		r = dmp_cores(&ctx);
 	if (!r)
@@ -236,7 +383,7 @@ int cmd_dump(const struct relive_opts *opts)
 		r = write_stats(&ctx, t_end);
 	/* The inventory marks a complete dump: written last. */
 	if (!r)
-		r = write_inventory(&ctx);
+		r = write_inventory(&ctx, token);
 	if (!r && fsync(ctx.dirfd)) {
 		r = -errno;
 		pr_perror("cannot sync the images directory %s", opts->images_dir);
@@ -244,15 +391,32 @@ int cmd_dump(const struct relive_opts *opts)
 
 	if (r) {
 		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx.pid);
+		psite_keeper_kill(ctx.frozen, keeper.pid, keeper.pidfd);
 		psite_unfreeze(ctx.frozen, false);
+		if (lfd >= 0)
+			close(lfd);
+	} else if (opts->lazy_pages && disarm_exit_writes(&ctx)) {
+		r = -EIO;
+		unlinkat(ctx.dirfd, "inventory.img", 0);
+		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx.pid);
+		psite_keeper_kill(ctx.frozen, keeper.pid, keeper.pidfd);
+		psite_unfreeze(ctx.frozen, false);
+		close(lfd);
+	} else if (opts->lazy_pages) {
+		r = lazy_serve(&ctx, lfd, token, &keeper);
+		if (psite_keeper_kill(NULL, keeper.pid, keeper.pidfd) && !r)
+			r = -ESRCH;
 	} else {
 		psite_unfreeze(ctx.frozen, !opts->leave_running);
 		pr_info("dump of pid %d complete: %llu pages, frozen %llu us\n", (int)ctx.pid,
 			(unsigned long long)ctx.pages_written,
 			(unsigned long long)(t_end - ctx.t_frozen));
 	}
+	if (keeper.pidfd >= 0)
+		close(keeper.pidfd);
 	dmp_files_fini(&ctx.files);
 	free(ctx.runs.runs);
+	free(ctx.pre_vmas);
 	close(ctx.dirfd);
 	return r ? 1 : 0;
 }

@@ -18,34 +18,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#define PM_PRESENT (1ULL << 63)
-#define PM_SWAP (1ULL << 62)
-#define PM_FILE (1ULL << 61)
-#define PAGEMAP_CHUNK 8192 /* entries read per pread */
 #define TASK_SIZE_MAX 0x00007ffffffff000ULL
-
-/* Add one page; runs grow while contiguous but never cross a VMA (new_vma). */
-static int runs_add(struct run_list *l, uint64_t vaddr, bool readable, bool lazy, bool new_vma)
-{
-	struct page_run *last = l->nr ? &l->runs[l->nr - 1] : NULL;
-
-	if (last && !new_vma && last->vaddr + (uint64_t)last->nr_pages * IMG_PAGE_SIZE == vaddr &&
-	    last->readable == readable && last->lazy == lazy && last->nr_pages < (1U << 20)) {
-		last->nr_pages++;
-		return 0;
-	}
-	if (l->nr == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		struct page_run *n = realloc(l->runs, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		l->runs = n;
-		l->cap = cap;
-	}
-	l->runs[l->nr++] = (struct page_run){ vaddr, 1, readable, lazy };
-	return 0;
-}
 
 static VmaKind classify(const struct proc_vma *v)
 {
@@ -67,23 +40,6 @@ static VmaKind classify(const struct proc_vma *v)
 	if (v->ino == 0 && v->path[0] != '/')
 		return v->shared ? VMA_KIND__VMA_ANON_SHARED : VMA_KIND__VMA_ANON_PRIVATE;
 	return v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
-}
-
-/* Whether a page of this kind holds data that only the image can bring back. */
-static bool page_wanted(VmaKind kind, uint64_t pme)
-{
-	switch (kind) {
-	case VMA_KIND__VMA_ANON_PRIVATE:
-	case VMA_KIND__VMA_HEAP:
-	case VMA_KIND__VMA_STACK:
-	case VMA_KIND__VMA_ANON_SHARED:
-		return pme & (PM_PRESENT | PM_SWAP);
-	case VMA_KIND__VMA_FILE_PRIVATE:
-		/* Only pages the process wrote: private anonymous copies. */
-		return (pme & PM_SWAP) || ((pme & PM_PRESENT) && !(pme & PM_FILE));
-	default:
-		return false;
-	}
 }
 
 static int check_mapped_file(struct dump_ctx *ctx, const struct proc_vma *v)
@@ -155,52 +111,6 @@ static int fill_vma(struct dump_ctx *ctx, const struct proc_vma *v, VmaEntry *ve
 	return 0;
 }
 
-/*
- * Pages served lazily: private anonymous memory only. userfaultfd (MISSING)
- * cannot register private file mappings, and shared memory stays eager.
- */
-static bool vma_lazy(const VmaEntry *ve)
-{
-	return ve->kind == VMA_KIND__VMA_ANON_PRIVATE || ve->kind == VMA_KIND__VMA_HEAP ||
-	       ve->kind == VMA_KIND__VMA_STACK;
-}
-
-/* Collect the runs of wanted pages of one VMA from /proc/PID/pagemap. */
-static int scan_vma(int pagemap_fd, const VmaEntry *ve, bool lazy_mode, struct run_list *runs)
-{
-	bool lazy = lazy_mode && vma_lazy(ve);
-	uint64_t buf[PAGEMAP_CHUNK];
-	uint64_t addr = ve->start;
-	bool readable = ve->prot & PROT_READ;
-	bool first = true;
-	int r;
-
-	while (addr < ve->end) {
-		size_t n = MIN((size_t)((ve->end - addr) / IMG_PAGE_SIZE), (size_t)PAGEMAP_CHUNK);
-		ssize_t got = pread(pagemap_fd, buf, n * 8, (off_t)(addr / IMG_PAGE_SIZE * 8));
-
-		if (got < 0) {
-			r = -errno;
-			pr_perror("cannot read pagemap at %llx", (unsigned long long)addr);
-			return r;
-		}
-		if (got == 0 || got % 8) {
-			pr_err("short pagemap read at %llx\n", (unsigned long long)addr);
-			return -EIO;
-		}
-		n = (size_t)got / 8;
-		for (size_t i = 0; i < n; i++, addr += IMG_PAGE_SIZE) {
-			if (!page_wanted(ve->kind, buf[i]))
-				continue;
-			r = runs_add(runs, addr, readable, lazy, first);
-			if (r)
-				return r;
-			first = false;
-		}
-	}
-	return 0;
-}
-
 /* Copy a run the process cannot read itself through /proc/PID/mem. */
 static int copy_unreadable(struct dump_ctx *ctx, int mem_fd, const struct page_run *run,
 			   struct img *pages)
@@ -244,7 +154,7 @@ static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct 
 		size_t n = 0;
 		uint64_t bytes = 0, want = 0;
 
-		if (runs->runs[i].lazy) {
+		if (runs->runs[i].lazy || runs->runs[i].zero) {
 			i++;
 			continue;
 		}
@@ -264,7 +174,8 @@ static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct 
 			i++;
 			continue;
 		}
-		while (i + n < runs->nr && runs->runs[i + n].readable && !runs->runs[i + n].lazy) {
+		while (i + n < runs->nr && runs->runs[i + n].readable && !runs->runs[i + n].lazy &&
+		       !runs->runs[i + n].zero) {
 			iov[n].iov_base = (void *)(uintptr_t)runs->runs[i + n].vaddr;
 			iov[n].iov_len = (size_t)runs->runs[i + n].nr_pages * IMG_PAGE_SIZE;
 			want += iov[n].iov_len;
@@ -302,7 +213,7 @@ static int write_pagemap(struct dump_ctx *ctx, const struct run_list *runs)
 
 		pe.vaddr = runs->runs[i].vaddr;
 		pe.nr_pages = runs->runs[i].nr_pages;
-		pe.flags = runs->runs[i].lazy ? PE_LAZY : PE_PRESENT;
+		pe.flags = runs->runs[i].zero ? PE_ZERO : runs->runs[i].lazy ? PE_LAZY : PE_PRESENT;
 		r = img_write(&img, &pe.base);
 	}
 	if (img_close(&img) && !r)
@@ -359,59 +270,108 @@ static int write_mm(struct dump_ctx *ctx, VmaEntry **vmas, size_t nr)
 	return r;
 }
 
+/*
+ * VmFlags come only from /proc/PID/smaps, whose cost grows with resident
+ * memory (~25 ms for 2 GiB here): read it before the freeze, and under the
+ * freeze read the cheap /proc/PID/maps. A VMA found unchanged takes its
+ * flags from the early read; if any VMA changed, smaps is read again under
+ * the freeze. (A madvise() that changes only flags of a whole VMA in the few
+ * milliseconds between the two reads is the one change this can miss.)
+ */
+int dmp_mm_prefreeze(struct dump_ctx *ctx)
+{
+	return proc_read_vmas(ctx->pid, true, &ctx->pre_vmas, &ctx->nr_pre_vmas);
+}
+
+static bool take_early_flags(const struct dump_ctx *ctx, struct proc_vma *v, size_t hint)
+{
+	for (size_t k = 0; k < ctx->nr_pre_vmas; k++) {
+		const struct proc_vma *p = &ctx->pre_vmas[(hint + k) % ctx->nr_pre_vmas];
+
+		if (p->start == v->start && p->end == v->end && p->prot == v->prot &&
+		    p->shared == v->shared && p->pgoff == v->pgoff && p->ino == v->ino &&
+		    !strcmp(p->path, v->path)) {
+			v->madv = p->madv;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int read_vmas_frozen(struct dump_ctx *ctx, struct proc_vma **ret, size_t *ret_nr)
+{
+	_cleanup_free_ struct proc_vma *pv = NULL;
+	size_t nr = 0;
+	int r;
+
+	if (!ctx->nr_pre_vmas)
+		return proc_read_vmas(ctx->pid, true, ret, ret_nr);
+	r = proc_read_vmas(ctx->pid, false, &pv, &nr);
+	if (r)
+		return r;
+	for (size_t i = 0; i < nr; i++) {
+		if (!take_early_flags(ctx, &pv[i], i)) {
+			pr_info("pid %d: its VMAs changed before the freeze; reading smaps again\n",
+				(int)ctx->pid);
+			return proc_read_vmas(ctx->pid, true, ret, ret_nr);
+		}
+	}
+	*ret = TAKE_PTR(pv);
+	*ret_nr = nr;
+	return 0;
+}
+
 int dmp_mm_collect(struct dump_ctx *ctx)
 {
 	_cleanup_free_ struct proc_vma *pv = NULL;
 	_cleanup_free_ VmaEntry *ve = NULL;
 	_cleanup_free_ VmaEntry **vep = NULL;
-	_cleanup_close_ int pagemap_fd = -1;
 	struct run_list *runs = &ctx->runs;
-	char path[64];
+	struct dmp_scanner sc;
 	size_t nr = 0;
 	int r;
 
-	r = proc_read_vmas(ctx->pid, &pv, &nr);
+	r = read_vmas_frozen(ctx, &pv, &nr);
 	if (r)
 		return r;
 	ve = calloc(nr ? nr : 1, sizeof(*ve));
 	vep = calloc(nr ? nr : 1, sizeof(*vep));
 	if (!ve || !vep)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)ctx->pid);
-	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pagemap_fd < 0) {
-		r = -errno;
-		pr_perror("cannot open %s", path);
+	r = dmp_scanner_open(ctx->pid, &sc);
+	if (r)
 		return r;
-	}
 	for (size_t i = 0; i < nr; i++) {
 		vma_entry__init(&ve[i]);
 		vep[i] = &ve[i];
 		r = fill_vma(ctx, &pv[i], &ve[i]);
 		if (r)
-			return r;
+			goto out;
 		if (ve[i].kind != VMA_KIND__VMA_VSYSCALL && ve[i].end > TASK_SIZE_MAX) {
 			pr_err("pid %d: vma %llx-%llx beyond the user address space\n",
 			       (int)ctx->pid, (unsigned long long)ve[i].start,
 			       (unsigned long long)ve[i].end);
-			return -EINVAL;
+			r = -EINVAL;
+			goto out;
 		}
-		if (!page_wanted(ve[i].kind, PM_PRESENT | PM_SWAP))
-			continue;
-		r = scan_vma(pagemap_fd, &ve[i], ctx->opts->lazy_pages, runs);
+		r = dmp_scan_vma(&sc, &ve[i], ctx->opts->lazy_pages, runs);
 		if (r)
-			return r;
+			goto out;
 	}
 	for (size_t i = 0; i < runs->nr; i++) {
-		if (runs->runs[i].lazy)
+		if (runs->runs[i].zero)
+			ctx->pages_zero += runs->runs[i].nr_pages;
+		else if (runs->runs[i].lazy)
 			ctx->pages_lazy += runs->runs[i].nr_pages;
 		else
 			ctx->pages_written += runs->runs[i].nr_pages;
 	}
 	r = write_mm(ctx, vep, nr);
-	if (r)
-		return r;
-	return write_pagemap(ctx, runs);
+	if (!r)
+		r = write_pagemap(ctx, runs);
+out:
+	dmp_scanner_close(&sc);
+	return r;
 }
 
 int dmp_mm_drain(struct dump_ctx *ctx)

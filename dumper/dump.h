@@ -29,12 +29,29 @@ struct page_run {
 	uint32_t nr_pages;
 	bool readable; /* the process can read it itself (vmsplice works) */
 	bool lazy; /* served by the page server instead of written */
+	bool zero; /* mapped to the zero page: nothing to copy */
 };
 
 struct run_list {
 	struct page_run *runs;
 	size_t nr, cap;
 };
+
+/* dump-pagemap.c: the page scan of a frozen process. */
+struct dmp_scanner {
+	pid_t pid;
+	int fd; /* /proc/PID/pagemap */
+	bool use_ioctl; /* PAGEMAP_SCAN, until the kernel says it has none */
+	struct page_region *regions;
+};
+
+int dmp_scanner_open(pid_t pid, struct dmp_scanner *sc);
+void dmp_scanner_close(struct dmp_scanner *sc);
+/* Append the runs of pages of VMA that hold data (lazy ones in lazy mode). */
+int dmp_scan_vma(struct dmp_scanner *sc, const VmaEntry *ve, bool lazy_mode,
+		 struct run_list *runs);
+bool dmp_vma_lazy(const VmaEntry *ve);
+bool dmp_vma_has_data(const VmaEntry *ve);
 
 struct dump_ctx {
 	const struct relive_opts *opts;
@@ -45,10 +62,13 @@ struct dump_ctx {
 	struct psite_ctl *ctl;
 	struct dump_files files;
 	struct run_list runs;
+	/* VMAs with VmFlags read before the freeze (see dmp_mm_prefreeze) */
+	struct proc_vma *pre_vmas;
+	size_t nr_pre_vmas;
 	/* statistics (microseconds) */
 	uint64_t t_start, t_frozen, memdump_us;
 	uint64_t freeze_realtime_us;
-	uint64_t pages_written, pages_lazy;
+	uint64_t pages_written, pages_lazy, pages_zero;
 	/* the leader's sigaltstack, as the parasite saw it */
 	uint64_t altstack_sp, altstack_size;
 	uint32_t altstack_flags;
@@ -70,6 +90,7 @@ int dmp_cores(struct dump_ctx *ctx);
  * parasite is in (so its own mapping is not part of the image); then the
  * pages image, drained by the parasite.
  */
+int dmp_mm_prefreeze(struct dump_ctx *ctx);
 int dmp_mm_collect(struct dump_ctx *ctx);
 int dmp_mm_drain(struct dump_ctx *ctx);
 

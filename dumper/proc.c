@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,7 +256,7 @@ int proc_parse_fdinfo(const char *buf, struct proc_fdinfo *fi)
 
 static int read_proc_text(pid_t pid, const char *file, char **ret)
 {
-	char path[64];
+	char path[PATH_MAX];
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
@@ -296,13 +297,13 @@ int proc_read_status(pid_t pid, pid_t tid, struct proc_status *st)
 	return 0;
 }
 
-int proc_read_vmas(pid_t pid, struct proc_vma **ret_vmas, size_t *ret_nr)
+int proc_read_vmas(pid_t pid, bool with_flags, struct proc_vma **ret_vmas, size_t *ret_nr)
 {
 	_cleanup_free_ char *buf = NULL;
 	_cleanup_free_ struct proc_vma *vmas = NULL;
 	size_t nr = 0, cap = 0;
 	char *line, *save = NULL;
-	int r = read_proc_text(pid, "smaps", &buf);
+	int r = read_proc_text(pid, with_flags ? "smaps" : "maps", &buf);
 
 	if (r)
 		return r;

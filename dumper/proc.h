@@ -62,8 +62,12 @@ int proc_parse_fdinfo(const char *buf, struct proc_fdinfo *ret);
 
 int proc_read_stat(pid_t pid, struct proc_stat *ret);
 int proc_read_status(pid_t pid, pid_t tid, struct proc_status *ret);
-/* All VMAs of pid from /proc/PID/smaps; *ret_vmas is malloc'ed. */
-int proc_read_vmas(pid_t pid, struct proc_vma **ret_vmas, size_t *ret_nr);
+/*
+ * All VMAs of pid; *ret_vmas is malloc'ed. With_flags reads /proc/PID/smaps
+ * for VmFlags (madv), which costs time in proportion to resident memory;
+ * without, the cheap /proc/PID/maps (madv left 0).
+ */
+int proc_read_vmas(pid_t pid, bool with_flags, struct proc_vma **ret_vmas, size_t *ret_nr);
 int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *ret);
 /* readlink of /proc/PID/<what> (exe, cwd, root, fd/N) into buf. */
 int proc_readlink(pid_t pid, const char *what, char *buf, size_t len);

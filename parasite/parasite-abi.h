@@ -30,6 +30,8 @@ enum psite_cmd {
 	PSITE_CMD_GET_MISC = 2,
 	PSITE_CMD_DRAIN = 3, /* carries the pipe's write end in SCM_RIGHTS */
 	PSITE_CMD_FINI = 4,
+	/* clone a keeper process sharing the address space; value: its pid */
+	PSITE_CMD_KEEPER = 5,
 	PSITE_CMD_MAX,
 };
 

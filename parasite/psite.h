@@ -101,4 +101,17 @@ int psite_get_misc(struct psite_ctl *ctl, struct psite_misc *out)
 int psite_drain(struct psite_ctl *ctl, const struct iovec *runs, size_t nr, int out_fd,
 		uint64_t *ret_bytes) __attribute__((warn_unused_result));
 
+/*
+ * Lazy dumps: have the parasite clone a keeper, a process that shares the
+ * victim's address space (CLONE_VM, not a thread) and sleeps in pause() with
+ * no descriptors, so the memory stays readable (process_vm_readv on the
+ * keeper's pid) after the victim is killed. The calling thread becomes its
+ * tracer with PTRACE_O_EXITKILL: if relive dies, the kernel kills the keeper.
+ * On error *RET_PID may still name a keeper to kill.
+ */
+int psite_keeper(struct psite_ctl *ctl, pid_t *ret_pid) __attribute__((warn_unused_result));
+/* SIGKILL the keeper through PIDFD, wait for its death; with F (the victim,
+ * still frozen, its parent) reap it there with a remote wait4. */
+int psite_keeper_kill(struct psite_frozen *f, pid_t pid, int pidfd);
+
 #endif

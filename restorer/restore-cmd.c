@@ -1,8 +1,11 @@
 /*
- * `relive restore -D DIR [-d] [--pidfile F]`: eager (stop-and-copy) restore.
- * Reads and validates every image and checks the live system (files, caps,
- * session, PID) before anything is created; then clones the helper with the
- * dumped PID and waits on the status pipe for the blob's verdict. On failure
+ * `relive restore -D DIR [-d] [--pidfile F] [--lazy-pages]`: eager
+ * (stop-and-copy) or lazy (post-copy) restore. Reads and validates every
+ * image and checks the live system (files, caps, session, PID and, when lazy,
+ * userfaultfd and the daemon's socket) before anything is created; then
+ * clones the helper with the dumped PID and waits on the status pipe for the
+ * blob's verdict. A lazy restore reads only the PRESENT pages: the helper
+ * hands the uffd to the lazy-pages daemon (rst-lazy.c), which serves the rest. On failure
  * the helper is killed and reaped: the task is restored fully or not at all.
  * With -d, prints the PID and returns; otherwise waits for the task and
  * exits with its exit code, as criu restore does.
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void clamp_rlimits(struct rst_task *t)
@@ -71,9 +75,12 @@ static int plan_session(const struct relive_opts *opts, struct rst_task *t)
 	return 0;
 }
 
-static int preflight(const struct relive_opts *opts, struct rst_plan *p)
+static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan *p)
 {
 	int r = rst_files_check(p);
+
+	if (!r)
+		r = rst_lazy_preflight(p, dirfd, opts->images_dir);
 
 	for (size_t i = 0; !r && i < p->nr_tasks; i++) {
 		r = rst_creds_check(&p->tasks[i]);
@@ -90,21 +97,26 @@ static int preflight(const struct relive_opts *opts, struct rst_plan *p)
 
 static __attribute__((noreturn)) void run_child(const struct rst_plan *p,
 						 const struct rst_task *t, pid_t parent,
-						 int dirfd, int status_fd)
+						 const char *dir, int dirfd, int status_fd)
 {
 	struct rst_child c = {
 		.plan = p,
 		.task = t,
 		.parent = parent,
+		.images_dir = dir,
 		.dirfd = dirfd,
 		.status_fd = status_fd,
 		.pages_fd = -1,
 		.exe_fd = -1,
+		.uffd = -1,
+		.lazy_sock = -1,
 	};
 	char msg[sizeof(c.err) + 2];
 	int n;
 
 	rst_helper_run(&c);
+	/* The daemon sees the handover end without 'R' and forgets this pid. */
+	rst_lazy_close(&c);
 	n = snprintf(msg, sizeof(msg), "%c%s", RST_STATUS_ERR, c.err[0] ? c.err : "failed");
 	(void)!util_write_full(c.status_fd, msg, (size_t)MIN(n, (int)sizeof(msg) - 1));
 	_exit(1);
@@ -142,15 +154,52 @@ static bool read_status(int fd, pid_t pid)
 	return false;
 }
 
-static int write_stats(int dirfd, uint64_t time_us, uint64_t pages)
+static uint64_t realtime_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* When the dump froze the task, from stats-dump.img if the directory has one. */
+static bool freeze_start(int dirfd, uint64_t *ret)
+{
+	ProtobufCMessage *msg = NULL;
+	struct img img;
+	bool ok = false;
+
+	if (faccessat(dirfd, "stats-dump.img", F_OK, 0))
+		return false;
+	if (!img_open(&img, dirfd, IMG_STATS_DUMP, 0, IMG_READ) && !img_read_one(&img, &msg)) {
+		const StatsEntry *se = (const StatsEntry *)msg;
+
+		if (se->dump && se->dump->has_freeze_start_realtime_us) {
+			*ret = se->dump->freeze_start_realtime_us;
+			ok = true;
+		}
+	}
+	img_close(&img);
+	img_msg_free(msg);
+	return ok;
+}
+
+static int write_stats(int dirfd, uint64_t time_us, uint64_t pages, uint64_t resume_rt)
 {
 	StatsEntry se = STATS_ENTRY__INIT;
 	RestoreStatsEntry rs = RESTORE_STATS_ENTRY__INIT;
+	uint64_t freeze;
 	struct img img;
 	int r;
 
 	rs.restore_time_us = time_us;
 	rs.pages_read = pages;
+	rs.has_resume_realtime_us = true;
+	rs.resume_realtime_us = resume_rt;
+	if (freeze_start(dirfd, &freeze) && freeze <= resume_rt) {
+		rs.has_frozen_window_us = true;
+		rs.frozen_window_us = resume_rt - freeze;
+	}
 	se.restore = &rs;
 	r = img_open(&img, dirfd, IMG_STATS_RESTORE, 0, IMG_WRITE);
 	if (!r)
@@ -201,7 +250,7 @@ static void kill_helper(pid_t pid)
 
 int cmd_restore(const struct relive_opts *opts)
 {
-	uint64_t t0 = util_now_us();
+	uint64_t t0 = util_now_us(), t_clone, t_done, resume_rt;
 	_cleanup_close_ int dirfd = -1;
 	struct rst_plan plan;
 	const struct rst_task *t;
@@ -219,7 +268,7 @@ int cmd_restore(const struct relive_opts *opts)
 	}
 	if (rst_plan_load(dirfd, opts, &plan))
 		return 1;
-	if (preflight(opts, &plan)) {
+	if (preflight(opts, dirfd, &plan)) {
 		rst_plan_free(&plan);
 		return 1;
 	}
@@ -229,10 +278,11 @@ int cmd_restore(const struct relive_opts *opts)
 		rst_plan_free(&plan);
 		return 1;
 	}
+	t_clone = util_now_us();
 	pid = rst_clone_with_pid((pid_t)t->pid);
 	if (pid == 0) {
 		close(pfd[0]);
-		run_child(&plan, t, getppid(), dirfd, pfd[1]);
+		run_child(&plan, t, getppid(), opts->images_dir, dirfd, pfd[1]);
 	}
 	close(pfd[1]);
 	if (pid < 0) {
@@ -251,9 +301,14 @@ int cmd_restore(const struct relive_opts *opts)
 		rst_plan_free(&plan);
 		return 1;
 	}
-	pr_info("pid %d restored in %llu us, %llu pages read\n", (int)pid,
-		(unsigned long long)(util_now_us() - t0), (unsigned long long)t->nr_present);
-	r = write_stats(dirfd, util_now_us() - t0, t->nr_present);
+	t_done = util_now_us();
+	resume_rt = realtime_us();
+	pr_info("pid %d restored in %llu us (images and checks %llu us, process %llu us), "
+		"%llu pages read, %llu left to the lazy-pages daemon\n",
+		(int)pid, (unsigned long long)(t_done - t0), (unsigned long long)(t_clone - t0),
+		(unsigned long long)(t_done - t_clone), (unsigned long long)t->nr_present,
+		(unsigned long long)t->nr_lazy);
+	r = write_stats(dirfd, t_done - t0, t->nr_present, resume_rt);
 	if (!r && opts->pidfile)
 		r = write_pidfile(dirfd, opts->pidfile, pid);
 	rst_plan_free(&plan);

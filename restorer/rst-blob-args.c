@@ -1,7 +1,8 @@
 /*
  * The restorer area of one task, built by its helper: placed in a gap of
  * both the target layout and the helper's own, it holds the blob, its args
- * (VMAs, page runs, sigactions, mm fields, creds, per-thread state), a stack,
+ * (VMAs, page runs, sigactions, mm fields, creds, per-thread state,
+ * the lazy ranges and the uffd in a lazy restore), a stack,
  * a scratch slot for moving the vdso, and the tail (two-syscall trampoline
  * and the rt_sigreturn frame). Then the helper unregisters glibc's rseq and
  * jumps in.
@@ -54,7 +55,7 @@ static uint64_t take(struct bump *b, uint64_t len)
 static uint64_t args_size(const struct rst_task *t)
 {
 	return sizeof(struct rst_blob_args) + 8 * 8 + t->nr_vmas * sizeof(struct rst_blob_vma) +
-	       t->nr_runs * sizeof(struct rst_blob_run) +
+	       t->nr_runs * sizeof(struct rst_blob_run) + t->nr_vmas * sizeof(struct rst_blob_range) +
 	       t->task->n_sigactions * sizeof(struct rst_blob_sigaction) +
 	       (t->nr_vmas + 2) * sizeof(int32_t) + t->mm->n_auxv * 8 +
 	       t->task->creds->n_groups * sizeof(uint32_t);
@@ -107,6 +108,13 @@ static void fill_vmas(struct rst_child *c, struct rst_blob_args *a, struct bump 
 				cl[a->nr_close_fds++] = o->fd;
 		}
 	}
+	a->lazy_off = take(b, t->nr_vmas * sizeof(struct rst_blob_range));
+	a->uffd = c->uffd;
+	a->lazy_sock = c->lazy_sock;
+	if (c->uffd >= 0)
+		a->nr_lazy = (uint32_t)rst_lazy_ranges(
+			t->vmas, t->nr_vmas, t->runs, t->nr_runs,
+			(struct rst_blob_range *)((uint8_t *)a + a->lazy_off));
 	cl[a->nr_close_fds++] = c->pages_fd;
 	if (c->exe_fd >= 0)
 		cl[a->nr_close_fds++] = c->exe_fd;

@@ -2,7 +2,8 @@
  * Files of a restored task. In the parent, before anything is created: every
  * regular file of files.img must still exist with its dumped size. In the
  * helper: open what the blob needs (pages image, mapped files, exe) and move
- * those fds above the task's own numbers, reopen each dumped fd at its number
+ * those fds above the task's own numbers (the lazy handover puts its uffd and
+ * socket there too), reopen each dumped fd at its number
  * with its flags and offset, and close everything else inherited from relive.
  * Helper errors go to c->err (the helper's log fd may already be replaced).
  */
@@ -168,6 +169,7 @@ int rst_files_open_kept(struct rst_child *c)
 	for (size_t i = 0; i < t->nr_fds; i++)
 		if ((int)t->fds[i].fd >= base)
 			base = (int)t->fds[i].fd + 1;
+	c->fd_base = base;
 	return relocate(c, base);
 }
 
@@ -220,7 +222,7 @@ static int cmp_int(const void *a, const void *b)
 /* Close every fd that is neither the task's nor kept for the blob. */
 static int close_others(struct rst_child *c)
 {
-	size_t n = 0, max = c->task->nr_fds + c->task->nr_vmas + 3;
+	size_t n = 0, max = c->task->nr_fds + c->task->nr_vmas + 5;
 	_cleanup_free_ int *keep = malloc(max * sizeof(int));
 	unsigned int next = 0;
 
@@ -238,6 +240,10 @@ static int close_others(struct rst_child *c)
 		keep[n++] = c->pages_fd;
 	if (c->exe_fd >= 0)
 		keep[n++] = c->exe_fd;
+	if (c->uffd >= 0)
+		keep[n++] = c->uffd;
+	if (c->lazy_sock >= 0)
+		keep[n++] = c->lazy_sock;
 	qsort(keep, n, sizeof(int), cmp_int);
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned int)keep[i] > next &&

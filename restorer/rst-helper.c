@@ -1,8 +1,9 @@
 /*
  * The helper: the child created with the task's PID that turns itself into
  * the dumped task. It restores what normal C can (session and group, files,
- * cwd and root, umask, personality, name, rlimits), prepares the restorer
- * area and jumps into the blob, which does the rest. It never logs: its
+ * cwd and root, umask, personality, name, rlimits), hands its userfaultfd to
+ * the lazy-pages daemon in a lazy restore, prepares the restorer area and
+ * jumps into the blob, which does the rest. It never logs: its
  * fds are being replaced, so errors travel to relive on the status pipe.
  */
 #include "rst.h"
@@ -126,6 +127,8 @@ int rst_helper_run(struct rst_child *c)
 	r = set_session(c);
 	if (!r)
 		r = rst_files_open_kept(c);
+	if (!r)
+		r = rst_lazy_handover(c);
 	if (!r)
 		r = rst_files_install(c);
 	if (!r)

@@ -1,9 +1,11 @@
 /*
  * Pure address-space logic of restore: validation of the dumped VMAs and
  * pagemap runs, placement of the restorer area in a gap, parsing of
- * /proc/self/maps, the vdso move plan and the merge of page runs into large
- * preads. No syscalls and no logging: errors are written into a buffer, so
- * that every case can be unit-tested with plain arrays.
+ * /proc/self/maps, the vdso move plan, the merge of page runs into large
+ * preads and, for a lazy restore, the VMAs to register with the userfaultfd
+ * and the uffd features to ask for. No syscalls and no logging: errors are
+ * written into a buffer, so that every case can be unit-tested with plain
+ * arrays.
  */
 #include "rst.h"
 
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/mman.h>
 
 #define PG IMG_PAGE_SIZE
@@ -31,6 +34,25 @@ static bool is_special(uint32_t kind)
 {
 	return kind == VMA_KIND__VMA_VDSO || kind == VMA_KIND__VMA_VVAR ||
 	       kind == VMA_KIND__VMA_VVAR_VCLOCK || kind == VMA_KIND__VMA_VSYSCALL;
+}
+
+/* Where a lazy run may lie: private anonymous memory the uffd can serve (MISSING). */
+static bool lazy_kind_ok(const struct rst_vma *v)
+{
+	return (v->kind == VMA_KIND__VMA_ANON_PRIVATE || v->kind == VMA_KIND__VMA_HEAP ||
+		v->kind == VMA_KIND__VMA_STACK) &&
+	       !(v->flags & MAP_SHARED);
+}
+
+static const char *kind_name(uint32_t kind)
+{
+	static const char *const names[] = { "anonymous private", "anonymous shared",
+					     "file private",	  "file shared",
+					     "heap",		  "stack",
+					     "vdso",		  "vvar",
+					     "vvar_vclock",	  "vsyscall" };
+
+	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
 }
 
 static int check_vma(const struct rst_vma *v, size_t i, uint64_t prev_end, char *err, size_t len)
@@ -129,6 +151,14 @@ int rst_check_layout(const struct rst_vma *v, size_t nv, const struct rst_run *r
 					    "pagemap entry %zu (0x%" PRIx64
 					    "): pages inside a vdso/vvar/vsyscall vma",
 					    i, r[i].vaddr);
+			if ((r[i].flags & PE_LAZY) && !lazy_kind_ok(&v[k]))
+				return fail(err, errlen,
+					    "pagemap entry %zu (0x%" PRIx64 ", %" PRIu64
+					    " pages): lazy pages in the %s vma at 0x%" PRIx64
+					    "%s: only private anonymous memory can be lazy",
+					    i, r[i].vaddr, r[i].nr_pages, kind_name(v[k].kind),
+					    v[k].start,
+					    (v[k].flags & MAP_SHARED) ? " (mapped MAP_SHARED)" : "");
 			if (end <= v[k].end)
 				break;
 			if (k + 1 == nv || v[k + 1].start != v[k].end)
@@ -159,7 +189,8 @@ int rst_find_gap(struct rst_range *busy, size_t n, uint64_t size, uint64_t guard
 
 	if (!size || size > hi || lo > hi - size)
 		return -ENOMEM;
-	qsort(busy, n, sizeof(*busy), cmp_range);
+	if (n > 1)
+		qsort(busy, n, sizeof(*busy), cmp_range);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t s = busy[i].start > guard ? busy[i].start - guard : 0;
 		uint64_t e = busy[i].end > UINT64_MAX - guard ? UINT64_MAX : busy[i].end + guard;
@@ -322,6 +353,38 @@ uint64_t rst_madv_bits(uint64_t m)
 	if (m & VMA_LOCKED)
 		out |= RST_VMA_MLOCK;
 	return out;
+}
+
+size_t rst_lazy_ranges(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,
+		       struct rst_blob_range *out)
+{
+	size_t n = 0, vi = 0;
+
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t end = r[i].vaddr + r[i].nr_pages * PG;
+
+		if (!(r[i].flags & PE_LAZY))
+			continue;
+		while (vi < nv && v[vi].end <= r[i].vaddr)
+			vi++;
+		/* A run may span adjacent VMAs: each one it touches is registered once. */
+		for (size_t k = vi; k < nv && v[k].start < end; k++) {
+			if (n && out[n - 1].start == v[k].start)
+				continue;
+			out[n].start = v[k].start;
+			out[n++].end = v[k].end;
+		}
+	}
+	return n;
+}
+
+uint64_t rst_lazy_features(uint64_t supported)
+{
+	const uint64_t want = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+			      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+			      UFFD_FEATURE_THREAD_ID;
+
+	return want & supported;
 }
 
 size_t rst_build_runs(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,

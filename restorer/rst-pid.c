@@ -79,15 +79,27 @@ int rst_pid_wait_free(pid_t pid, unsigned int timeout_ms)
 
 pid_t rst_clone_with_pid(pid_t pid)
 {
+	uint64_t deadline = util_now_us() + RST_ZOMBIE_WAIT_MS * 1000ULL;
 	pid_t tid = pid;
 	struct clone_args args = {
 		.exit_signal = SIGCHLD,
 		.set_tid = (uint64_t)(uintptr_t)&tid,
 		.set_tid_size = 1,
 	};
-	long r = syscall(SYS_clone3, &args, sizeof(args));
 
-	if (r < 0)
-		return -errno;
-	return (pid_t)r;
+	for (;;) {
+		long r = syscall(SYS_clone3, &args, sizeof(args));
+		int err = errno;
+
+		if (r >= 0)
+			return (pid_t)r;
+		/*
+		 * The number of a just-reaped zombie can stay allocated for a
+		 * moment after /proc stopped showing it: retry, bounded, as long
+		 * as no process is seen with it.
+		 */
+		if (err != EEXIST || pid_state(pid, NULL, 0) || util_now_us() >= deadline)
+			return -err;
+		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+	}
 }

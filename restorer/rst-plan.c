@@ -48,10 +48,7 @@ static int load_inventory(int dirfd, const struct relive_opts *opts, struct rst_
 		pr_err("inventory.img: lazy images need --lazy-pages\n");
 		return -EINVAL;
 	}
-	if (opts->lazy_pages) {
-		pr_err("restore --lazy-pages is not available in this build yet\n");
-		return -ENOTSUP;
-	}
+	p->lazy = opts->lazy_pages;
 	if (p->inv->flags & INV_FLAG_PIDNS) {
 		pr_err("inventory.img: restoring into a new pid namespace is not supported yet\n");
 		return -ENOTSUP;
@@ -419,6 +416,9 @@ static int check_memory(int dirfd, const struct relive_opts *opts, struct rst_ta
 		return r;
 	}
 	img_close(&img);
+	for (size_t i = 0; i < t->nr_runs; i++)
+		if (t->runs[i].flags & PE_LAZY)
+			t->nr_lazy += t->runs[i].nr_pages;
 	if (have < t->nr_present) {
 		pr_err("pages-%u.img: holds %" PRIu64 " pages, pagemap-%u.img needs %" PRIu64
 		       " (truncated?)\n",

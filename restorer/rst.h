@@ -74,12 +74,14 @@ struct rst_task {
 	size_t nr_runs;
 	uint32_t pages_id;
 	uint64_t nr_present; /* pages read from the pages image */
+	uint64_t nr_lazy; /* pages left to the lazy-pages daemon */
 	/* what the helper does about the session and group (rst-plan.c decides) */
 	bool do_setsid;
 	bool do_setpgid;
 };
 
 struct rst_plan {
+	bool lazy; /* --lazy-pages: LAZY runs go to the daemon through a userfaultfd */
 	InventoryEntry *inv;
 	FileEntry **files;
 	size_t nr_files;
@@ -112,6 +114,12 @@ void rst_maps_fini(struct rst_maps *m);
 int rst_plan_vdso(const struct rst_vma *v, size_t nv, const struct rst_maps *cur,
 		  struct rst_blob_move *moves, uint32_t *ret_n, char *err, size_t errlen);
 uint64_t rst_madv_bits(uint64_t vma_madv);
+/*
+ * Lazy restore: the VMAs to register with the userfaultfd, whole, in order:
+ * every VMA holding at least one page of a LAZY run. out needs nv entries.
+ */
+size_t rst_lazy_ranges(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,
+		       struct rst_blob_range *out);
 /* Merge the PRESENT runs into pread runs; filled[i] says VMA i gets pages. */
 size_t rst_build_runs(const struct rst_vma *v, size_t nv, const struct rst_run *r, size_t nr,
 		      struct rst_blob_run *out, bool *filled);
@@ -148,12 +156,17 @@ struct rst_child {
 	const struct rst_plan *plan;
 	const struct rst_task *task;
 	pid_t parent; /* relive restore: the helper dies with it until the blob is done */
+	const char *images_dir; /* for messages */
 	int dirfd;
 	int status_fd;
 	/* fds the helper keeps for the blob (pages image, mapped files, exe) */
 	int pages_fd;
 	int exe_fd;
 	int *map_fds; /* per VMA, -1 when not a file mapping */
+	int fd_base; /* kept fds live at or above this: no task fd goes there */
+	/* lazy restore: the userfaultfd and the handover socket, else -1 */
+	int uffd;
+	int lazy_sock;
 	/* the restorer area, once prepared */
 	uint8_t *area;
 	uint64_t area_len;
@@ -170,6 +183,29 @@ int rst_files_open_kept(struct rst_child *c);
 int rst_files_install(struct rst_child *c);
 /* rst-files.c (parent side preflight) */
 int rst_files_check(const struct rst_plan *p);
+
+/*
+ * rst-lazy.c: the handover to the lazy-pages daemon (docs/protocol.md). The
+ * parent checks that a daemon socket is there and that userfaultfd works
+ * before anything is created; the helper opens the uffd, sends it with its
+ * pid and waits for the daemon's 'A'. The blob does the rest.
+ */
+#define RST_LAZY_SOCK "lazy-pages.sock"
+#define RST_LAZY_MAGIC 0x504c4c52u /* "RLLP" */
+#define RST_LAZY_VERSION 1u
+#define RST_LAZY_ACK 'A'
+#define RST_LAZY_ACK_TIMEOUT_MS 10000
+struct rst_lazy_hello {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t pid;
+	uint32_t reserved;
+};
+/* The uffd features asked for: the wanted ones this kernel has. */
+uint64_t rst_lazy_features(uint64_t supported);
+int rst_lazy_preflight(const struct rst_plan *p, int dirfd, const char *dir);
+int rst_lazy_handover(struct rst_child *c);
+void rst_lazy_close(struct rst_child *c);
 
 /*
  * rst-blob-args.c (helper side): map the restorer area in a gap of both

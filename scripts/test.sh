@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install dependencies, build relive, and run the whole test suite: the unit
-# and integration suites on a normal build, then the unit suite again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# and integration suites on a normal build, then the unit suite and the fuzz
+# regression inputs (fuzz-regress) again under AddressSanitizer +
+# UndefinedBehaviorSanitizer.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,11 +20,11 @@ echo "== unit and integration suites"
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit
 meson test -C "$BUILD" --print-errorlogs --num-processes 1 --no-suite unit
 
-echo "== unit suite under ASan+UBSan"
+echo "== unit and fuzz-regress suites under ASan+UBSan"
 if [ ! -f "$ASAN_BUILD/build.ninja" ]; then
 	meson setup "$ASAN_BUILD" --buildtype=debug -Dwerror=true \
 		-Db_sanitize=address,undefined -Db_lundef=false
 fi
 ninja -C "$ASAN_BUILD"
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-	meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 --suite unit
+	meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 --suite unit --suite fuzz-regress

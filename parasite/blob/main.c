@@ -123,6 +123,64 @@ static long do_drain(int sock, const struct psite_req *req, int pipe_fd, uint64_
 	return send_reply(sock, &r, sizeof(r));
 }
 
+/*
+ * KEEPER: clone a process that shares this address space (CLONE_VM only: not
+ * a thread, no exit signal) so that the memory outlives the victim for the
+ * page server. The child runs nothing but the code below: its own session,
+ * cwd "/", a name, no descriptors (close_range on its copy of the table),
+ * then pause() forever with every signal blocked (the parasite's mask,
+ * inherited). It never returns to user code while the blob is there or not;
+ * it touches no stack. relive SIGKILLs it when the pages are served.
+ */
+_Static_assert(__NR_clone == 56 && __NR_setsid == 112 && __NR_chdir == 80 &&
+	       __NR_prctl == 157 && __NR_close_range == 436 && __NR_pause == 34,
+	       "x86-64 syscall numbers of the keeper");
+__attribute__((visibility("hidden"))) long keeper_clone(unsigned long flags);
+__asm__(".text\n"
+	".type keeper_clone, @function\n"
+	"keeper_clone:\n"
+	"	xorl %esi, %esi\n" /* newsp 0: the child keeps rsp and pushes nothing */
+	"	xorl %edx, %edx\n"
+	"	xorl %r10d, %r10d\n"
+	"	xorl %r8d, %r8d\n"
+	"	movl $56, %eax\n"
+	"	syscall\n"
+	"	testq %rax, %rax\n"
+	"	jz 1f\n"
+	"	ret\n"
+	"1:	movl $112, %eax\n"
+	"	syscall\n"
+	"	leaq keeper_root(%rip), %rdi\n"
+	"	movl $80, %eax\n"
+	"	syscall\n"
+	"	movl $15, %edi\n" /* PR_SET_NAME */
+	"	leaq keeper_name(%rip), %rsi\n"
+	"	movl $157, %eax\n"
+	"	syscall\n"
+	"	xorl %edi, %edi\n"
+	"	movl $-1, %esi\n"
+	"	xorl %edx, %edx\n"
+	"	movl $436, %eax\n"
+	"	syscall\n"
+	"2:	movl $34, %eax\n"
+	"	syscall\n"
+	"	jmp 2b\n"
+	".size keeper_clone, .-keeper_clone\n"
+	".section .rodata\n"
+	"keeper_root: .asciz \"/\"\n"
+	"keeper_name: .asciz \"relive-keeper\"\n"
+	".previous\n");
+
+static long do_keeper(int sock)
+{
+	struct psite_reply_hdr r;
+	long pid = keeper_clone(0x100); /* CLONE_VM, exit signal 0 */
+
+	psite_reply_init(&r, PSITE_CMD_KEEPER, pid < 0 ? (int32_t)pid : 0,
+			 pid > 0 ? (uint64_t)pid : 0);
+	return send_reply(sock, &r, sizeof(r));
+}
+
 /* Receive one request; a passed fd lands in *fd (else -1). Returns bytes or -errno. */
 static long recv_req(int sock, struct psite_req *req, int *fd)
 {
@@ -161,6 +219,8 @@ void parasite_main(long sock, uint64_t args)
 			ret = do_misc((int)sock);
 		} else if (cmd == PSITE_CMD_DRAIN) {
 			ret = do_drain((int)sock, &req, fd, args);
+		} else if (cmd == PSITE_CMD_KEEPER) {
+			ret = do_keeper((int)sock);
 		} else {
 			psite_reply_init(&r, (uint16_t)(cmd > 0 ? cmd : 0), cmd == PSITE_CMD_FINI ? 0 : cmd, 0);
 			ret = send_reply((int)sock, &r, sizeof(r));

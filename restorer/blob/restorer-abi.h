@@ -6,7 +6,8 @@
  * offsets relative to the args struct instead of pointers, asserted sizes.
  * Per-thread state (registers, frame, fs/gs, rseq) is kept apart from
  * per-process state (VMAs, runs, sigactions, mm, creds) so that threads can
- * get their own block later.
+ * get their own block later. In a lazy restore the args also carry the
+ * userfaultfd, the handover socket and the ranges to register.
  */
 #ifndef RELIVE_RESTORER_ABI_H
 #define RELIVE_RESTORER_ABI_H
@@ -15,7 +16,7 @@
 #include <stdint.h>
 
 #define RST_BLOB_MAGIC 0x52535442u /* "RSTB" */
-#define RST_BLOB_VERSION 1u
+#define RST_BLOB_VERSION 2u
 
 #define RST_STACK_SIZE (64u * 1024)
 /* Highest user address + 1 with 4-level paging (the default mmap limit). */
@@ -48,6 +49,16 @@ struct rst_blob_run {
 	uint64_t off;
 };
 _Static_assert(sizeof(struct rst_blob_run) == 24, "rst_blob_run size");
+
+/* A range the blob registers with the userfaultfd (lazy restore). */
+struct rst_blob_range {
+	uint64_t start;
+	uint64_t end;
+};
+_Static_assert(sizeof(struct rst_blob_range) == 16, "rst_blob_range size");
+
+/* Lazy handover: the byte the blob writes once every lazy range is registered. */
+#define RST_LAZY_READY 'R'
 
 /* One of [vvar]/[vvar_vclock]/[vdso]: current place, dumped place, length. */
 struct rst_blob_move {
@@ -141,13 +152,22 @@ struct rst_blob_args {
 	uint64_t runs_off;
 	uint64_t sigacts_off;
 	uint64_t close_fds_off; /* int32_t[]: fds the blob closes once it is done */
+	/*
+	 * Lazy restore: the userfaultfd and the handover socket (-1 when eager),
+	 * and the ranges to register (struct rst_blob_range[nr_lazy]).
+	 */
+	int32_t uffd;
+	int32_t lazy_sock;
+	uint32_t nr_lazy;
+	uint32_t pad;
+	uint64_t lazy_off;
 	struct rst_blob_move moves[RST_MAX_VDSO];
 	struct rst_blob_itimer itimers[RST_NR_ITIMERS];
 	struct rst_blob_mm mm;
 	struct rst_blob_creds creds;
 	struct rst_blob_thread thread;
 };
-_Static_assert(offsetof(struct rst_blob_args, moves) == 104, "rst_blob_args moves");
-_Static_assert(sizeof(struct rst_blob_args) == 104 + 72 + 72 + 104 + 104 + 40, "args size");
+_Static_assert(offsetof(struct rst_blob_args, moves) == 128, "rst_blob_args moves");
+_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 40, "args size");
 
 #endif

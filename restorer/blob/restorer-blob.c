@@ -4,7 +4,10 @@
  * which it may not touch the helper's libc or memory: it moves the vdso
  * group to the dumped addresses, unmaps everything else of the helper, maps
  * every VMA, preads the page runs into place, applies protections and
- * madvise, sets the mm fields, sigactions, credentials, rseq, itimers and
+ * madvise; in a lazy restore it then registers the lazy VMAs with the
+ * userfaultfd (MISSING), tells the lazy-pages daemon on the handover socket
+ * and closes both (the daemon holds its own copy of the uffd). Then it sets
+ * the mm fields, sigactions, credentials, rseq, itimers and
  * fs/gs, reports success on the status pipe and jumps to the tail: two
  * syscalls (munmap of the area but the tail, rt_sigreturn) copied into the
  * last pages of the area, which stay mapped in the restored process.
@@ -15,9 +18,11 @@
 #include <asm/prctl.h>
 #include <asm/unistd.h>
 #include <linux/capability.h>
+#include <linux/ioctl.h>
 #include <linux/mman.h>
 #include <linux/prctl.h>
 #include <linux/securebits.h>
+#include <linux/userfaultfd.h>
 
 #define MAX_RW_CHUNK 0x7ffff000UL
 
@@ -256,6 +261,17 @@ static void fill_runs(const struct rst_blob_args *a)
 	}
 }
 
+/* A lazy VMA must not be populated by mlock: its pages come from the daemon. */
+static int is_lazy(const struct rst_blob_args *a, const struct rst_blob_vma *v)
+{
+	const struct rst_blob_range *l = at(a, a->lazy_off);
+
+	for (uint32_t i = 0; i < a->nr_lazy; i++)
+		if (l[i].start < v->end && v->start < l[i].end)
+			return 1;
+	return 0;
+}
+
 static void finish_vmas(const struct rst_blob_args *a)
 {
 	const struct rst_blob_vma *v = at(a, a->vmas_off);
@@ -277,11 +293,48 @@ static void finish_vmas(const struct rst_blob_args *a)
 				fail(a, "madvise of the vma at", v[i].start, r);
 		}
 		if (v[i].madv & RST_VMA_MLOCK) {
-			r = sys2(__NR_mlock, v[i].start, len);
+			if (is_lazy(a, &v[i]))
+				r = sys3(__NR_mlock2, v[i].start, len, MLOCK_ONFAULT);
+			else
+				r = sys2(__NR_mlock, v[i].start, len);
 			if (r < 0)
 				fail(a, "mlock of the vma at", v[i].start, r);
 		}
 	}
+}
+
+/*
+ * Register every lazy range (MISSING) now that it is mapped, filled with its
+ * PRESENT pages and protected, and before the process can touch it; then
+ * hand it to the daemon. Nothing of the restored memory may be touched by
+ * the blob before the 'R' is written: the daemon installs nothing before it.
+ */
+static void register_lazy(const struct rst_blob_args *a)
+{
+	const struct rst_blob_range *l = at(a, a->lazy_off);
+	char ready = RST_LAZY_READY;
+	long r;
+
+	if (a->uffd < 0)
+		return;
+	for (uint32_t i = 0; i < a->nr_lazy; i++) {
+		struct uffdio_register reg = {
+			.range = { .start = l[i].start, .len = l[i].end - l[i].start },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		r = sys3(__NR_ioctl, a->uffd, UFFDIO_REGISTER, &reg);
+		if (r < 0)
+			fail(a, "UFFDIO_REGISTER of the lazy vma at", l[i].start, r);
+		if (!(reg.ioctls & (1ULL << _UFFDIO_COPY)))
+			fail(a, "UFFDIO_COPY is not available for the lazy vma at", l[i].start, -95);
+	}
+	r = sys3(__NR_write, a->lazy_sock, &ready, 1);
+	if (r != 1)
+		fail(a, "telling the lazy-pages daemon on fd", (unsigned long)a->lazy_sock,
+		     r < 0 ? r : -5);
+	sys1(__NR_close, a->lazy_sock);
+	sys1(__NR_close, a->uffd);
 }
 
 static void set_mm(const struct rst_blob_args *a)
@@ -428,6 +481,7 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	map_vmas(a);
 	fill_runs(a);
 	finish_vmas(a);
+	register_lazy(a);
 	set_mm(a);
 	fds = at(a, a->close_fds_off);
 	for (uint32_t i = 0; i < a->nr_close_fds; i++)

@@ -7,7 +7,9 @@
 set -u
 relive=$1
 mkimages=$2
-tmp=$(mktemp -d /tmp/relive-show-XXXXXX)
+tmpdir=${TMPDIR:-/dev/shm}
+[ -w "$tmpdir" ] || tmpdir=/tmp
+tmp=$(mktemp -d "$tmpdir/relive-show-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 

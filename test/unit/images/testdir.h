@@ -33,7 +33,13 @@ static inline int testdir_setup(void **state)
 
 	if (!td)
 		return -1;
-	snprintf(td->path, sizeof(td->path), "%s/relive-test-XXXXXX", tmp ? tmp : "/tmp");
+	/*
+	 * tmpfs by default: rewriting and truncating thousands of small files on
+	 * ext4 waits for writeback (auto_da_alloc) and is 20x slower under load.
+	 */
+	if (!tmp)
+		tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(td->path, sizeof(td->path), "%s/relive-test-XXXXXX", tmp);
 	if (!mkdtemp(td->path)) {
 		free(td);
 		return -1;

@@ -1,0 +1,465 @@
+/*
+ * The page server's session: the listening socket, two io_uring event loops
+ * (the main one accepts, checks hellos and serves the stream channel; a
+ * second thread serves fault channels handed to it, so a fault never waits
+ * behind a stream batch), and the ends of the session: DONE/BYE (success),
+ * no client or a silent one past --lazy-timeout, a signal, the keeper's
+ * death. Connections themselves are page-server-conn.c.
+ */
+#include "page-server-int.h"
+
+#include "dump.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PSS_RING_ENTRIES 256
+#define PSS_TICK_MS 100
+
+uint64_t pss_now_ms(void)
+{
+	return util_now_us() / 1000;
+}
+
+int ps_listen(const char *address, uint16_t port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL, *ai;
+	char serv[8];
+	int fd = -1, r, one = 1, err = 0;
+
+	snprintf(serv, sizeof(serv), "%u", port);
+	r = getaddrinfo(address, serv, &hints, &res);
+	if (r) {
+		pr_err("page server: cannot resolve %s: %s\n", address, gai_strerror(r));
+		return -EADDRNOTAVAIL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 16))
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		pr_err("page server: cannot listen on %s port %u: %s\n", address, port,
+		       strerror(err));
+		return -err;
+	}
+	return fd;
+}
+
+struct io_uring_sqe *pss_sqe(struct pss_loop *loop)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+
+	if (!sqe) {
+		io_uring_submit(&loop->ring);
+		sqe = io_uring_get_sqe(&loop->ring);
+	}
+	return sqe;
+}
+
+void pss_wake(struct pss_loop *loop)
+{
+	uint64_t one = 1;
+
+	if (loop->wake_fd < 0)
+		return;
+	if (write(loop->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_perror("page server: cannot wake the %s loop", loop->name);
+}
+
+void pss_stop(struct pss_srv *srv, int result)
+{
+	int expect = 0;
+
+	if (atomic_compare_exchange_strong(&srv->stop, &expect, 1)) {
+		atomic_store(&srv->result, result);
+		pss_wake(&srv->main);
+		pss_wake(&srv->fault);
+	}
+}
+
+static void post_loop_op(struct pss_loop *loop, int tag)
+{
+	struct io_uring_sqe *sqe = pss_sqe(loop);
+	struct pss_srv *srv = loop->srv;
+
+	if (!sqe) {
+		pr_err("page server: the %s loop's submission queue is full\n", loop->name);
+		pss_stop(srv, -ENOSPC);
+		return;
+	}
+	switch (tag) {
+	case TAG_WAKE:
+		io_uring_prep_read(sqe, loop->wake_fd, &loop->wake_buf, sizeof(loop->wake_buf), 0);
+		loop->wake_posted = true;
+		break;
+	case TAG_ACCEPT:
+		loop->acc_len = sizeof(loop->acc_addr);
+		io_uring_prep_accept(sqe, loop->listen_fd, (struct sockaddr *)&loop->acc_addr,
+				     &loop->acc_len, SOCK_CLOEXEC);
+		loop->accept_posted = true;
+		break;
+	case TAG_PIDFD:
+		io_uring_prep_poll_add(sqe, srv->cfg->keeper_pidfd, POLLIN);
+		loop->pidfd_posted = true;
+		break;
+	case TAG_SIGNAL:
+		io_uring_prep_poll_add(sqe, srv->sig_fd, POLLIN);
+		loop->sig_posted = true;
+		break;
+	}
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)loop | (uint64_t)tag);
+}
+
+static void add_conn(struct pss_loop *loop, struct pss_conn *c)
+{
+	if (loop->nr == PSS_MAX_CONNS) {
+		pr_err("page server: too many connections; closing the one from %s\n", c->peer);
+		c->closing = true;
+		pss_conn_reap(c);
+		return;
+	}
+	loop->conns[loop->nr++] = c;
+	pss_conn_kick(c);
+}
+
+static void accepted(struct pss_loop *loop, int res)
+{
+	struct pss_conn *c;
+
+	loop->accept_posted = false;
+	if (res < 0) {
+		if (res != -EINTR && res != -ECONNABORTED)
+			pr_err("page server: accept failed: %s\n", strerror(-res));
+		return;
+	}
+	c = pss_conn_new(loop, res, (struct sockaddr *)&loop->acc_addr, loop->acc_len);
+	if (!c) {
+		close(res);
+		return;
+	}
+	pr_info("page server: connection from %s\n", c->peer);
+	add_conn(loop, c);
+}
+
+static void take_handoffs(struct pss_loop *loop)
+{
+	struct pss_srv *srv = loop->srv;
+	struct pss_conn *mine[PSS_MAX_CONNS];
+	int n;
+
+	pthread_mutex_lock(&srv->lock);
+	n = srv->nr_handoff;
+	memcpy(mine, srv->handoff, (size_t)n * sizeof(mine[0]));
+	srv->nr_handoff = 0;
+	pthread_mutex_unlock(&srv->lock);
+	for (int i = 0; i < n; i++)
+		add_conn(loop, mine[i]);
+}
+
+static void loop_event(struct pss_loop *loop, uint64_t data, int res)
+{
+	struct pss_srv *srv = loop->srv;
+	int tag = (int)(data & 7);
+	void *p = (void *)(uintptr_t)(data & ~7ULL);
+
+	switch (tag) {
+	case TAG_RECV:
+	case TAG_SEND:
+		pss_conn_complete(p, tag, res);
+		break;
+	case TAG_ACCEPT:
+		accepted(loop, res);
+		break;
+	case TAG_WAKE:
+		loop->wake_posted = false;
+		take_handoffs(loop);
+		break;
+	case TAG_PIDFD:
+		loop->pidfd_posted = false;
+		pr_err("page server: keeper %d of pid %d died: its memory is lost\n",
+		       (int)srv->cfg->keeper, (int)srv->cfg->pid);
+		pss_stop(srv, -ESRCH);
+		break;
+	case TAG_SIGNAL: {
+		struct signalfd_siginfo si;
+
+		loop->sig_posted = false;
+		if (read(srv->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			pr_err("page server: interrupted by signal %u (%s)\n", si.ssi_signo,
+			       strsignal((int)si.ssi_signo));
+			pss_stop(srv, -EINTR);
+		}
+		break;
+	}
+	}
+}
+
+/* The main loop alone: lazy-timeout, with or without a client. */
+static void check_session(struct pss_srv *srv, uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&srv->last_activity_ms, memory_order_relaxed);
+	uint64_t limit = (uint64_t)srv->cfg->lazy_timeout_s * 1000;
+
+	if (now - last < limit || now < last)
+		return;
+	if (atomic_load(&srv->nr_authed))
+		pr_err("page server: the client of pid %d has been silent for %u s (--lazy-timeout);"
+		       " giving up\n", (int)srv->cfg->pid, srv->cfg->lazy_timeout_s);
+	else
+		pr_err("page server: no client for the pages of pid %d came within %u s "
+		       "(--lazy-timeout); giving up\n", (int)srv->cfg->pid, srv->cfg->lazy_timeout_s);
+	pss_stop(srv, -ETIMEDOUT);
+}
+
+static int loop_run(struct pss_loop *loop)
+{
+	struct pss_srv *srv = loop->srv;
+	bool is_main = loop == &srv->main;
+	uint64_t last_tick = 0;
+
+	while (!atomic_load(&srv->stop)) {
+		struct __kernel_timespec ts = { 0, PSS_TICK_MS * 1000000L };
+		struct io_uring_cqe *cqe;
+		unsigned int head, n = 0;
+		uint64_t now;
+		int r;
+
+		if (!loop->wake_posted)
+			post_loop_op(loop, TAG_WAKE);
+		if (is_main && !loop->accept_posted)
+			post_loop_op(loop, TAG_ACCEPT);
+		if (is_main && !loop->pidfd_posted)
+			post_loop_op(loop, TAG_PIDFD);
+		if (is_main && !loop->sig_posted)
+			post_loop_op(loop, TAG_SIGNAL);
+		r = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+		if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) {
+			pr_err("page server: io_uring wait (%s loop): %s\n", loop->name, strerror(-r));
+			pss_stop(srv, r);
+			break;
+		}
+		io_uring_for_each_cqe(&loop->ring, head, cqe) {
+			loop_event(loop, cqe->user_data, cqe->res);
+			n++;
+		}
+		io_uring_cq_advance(&loop->ring, n);
+		now = pss_now_ms();
+		if (now - last_tick >= PSS_TICK_MS) {
+			last_tick = now;
+			for (int i = 0; i < loop->nr; i++)
+				pss_conn_check_idle(loop->conns[i], now);
+			if (is_main)
+				check_session(srv, now);
+		}
+		for (int i = 0; i < loop->nr;) {
+			if (pss_conn_reap(loop->conns[i]))
+				loop->conns[i] = loop->conns[--loop->nr];
+			else
+				i++;
+		}
+	}
+	return 0;
+}
+
+/* Close every connection and wait for their operations before the ring goes. */
+static void loop_drain(struct pss_loop *loop)
+{
+	uint64_t t0 = pss_now_ms();
+
+	if (!loop->ring_ok)
+		return;
+	for (int i = 0; i < loop->nr; i++)
+		pss_conn_close(loop->conns[i], NULL);
+	io_uring_submit(&loop->ring);
+	/* A shutdown socket completes its operations at once; the ring's exit cancels the rest. */
+	while (loop->nr && pss_now_ms() - t0 < 2000) {
+		struct __kernel_timespec ts = { 0, 50 * 1000000L };
+		struct io_uring_cqe *cqe;
+		unsigned int head, n = 0;
+
+		io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+		io_uring_for_each_cqe(&loop->ring, head, cqe) {
+			uint64_t d = cqe->user_data;
+			int tag = (int)(d & 7);
+
+			if (tag == TAG_RECV || tag == TAG_SEND)
+				pss_conn_complete((void *)(uintptr_t)(d & ~7ULL), tag, cqe->res);
+			n++;
+		}
+		io_uring_cq_advance(&loop->ring, n);
+		for (int i = 0; i < loop->nr;) {
+			if (pss_conn_reap(loop->conns[i]))
+				loop->conns[i] = loop->conns[--loop->nr];
+			else
+				i++;
+		}
+	}
+	io_uring_queue_exit(&loop->ring);
+	loop->ring_ok = false;
+	/* Whatever is left had its operations cancelled with the ring. */
+	for (int i = 0; i < loop->nr; i++) {
+		loop->conns[i]->inflight = 0;
+		pss_conn_reap(loop->conns[i]);
+	}
+	loop->nr = 0;
+}
+
+static int loop_init(struct pss_srv *srv, struct pss_loop *loop, const char *name)
+{
+	struct io_uring_params p = { 0 };
+	int r;
+
+	loop->srv = srv;
+	loop->name = name;
+	loop->listen_fd = -1;
+	loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (loop->wake_fd < 0) {
+		r = -errno;
+		pr_perror("page server: eventfd");
+		return r;
+	}
+	/* No interrupts to run completions: each loop waits for them itself. */
+	p.flags = IORING_SETUP_COOP_TASKRUN;
+	r = io_uring_queue_init_params(PSS_RING_ENTRIES, &loop->ring, &p);
+	if (r == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		r = io_uring_queue_init_params(PSS_RING_ENTRIES, &loop->ring, &p);
+	}
+	if (r) {
+		pr_err("page server: io_uring_queue_init (%s loop): %s\n", name, strerror(-r));
+		return r;
+	}
+	loop->ring_ok = true;
+	return 0;
+}
+
+static void *fault_thread(void *arg)
+{
+	struct pss_loop *loop = arg;
+
+	loop_run(loop);
+	loop_drain(loop);
+	return NULL;
+}
+
+static int build_lazy(struct pss_srv *srv, const struct ps_server_cfg *cfg)
+{
+	size_t n = 0;
+
+	srv->lazy = calloc(cfg->nr_runs ? cfg->nr_runs : 1, sizeof(*srv->lazy));
+	if (!srv->lazy)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nr_runs; i++) {
+		const struct page_run *r = &cfg->runs[i];
+
+		if (!r->lazy)
+			continue;
+		if (n && r->vaddr < srv->lazy[n - 1][1]) {
+			pr_err("page server: lazy runs of pid %d are not sorted at %#llx\n",
+			       (int)cfg->pid, (unsigned long long)r->vaddr);
+			return -EINVAL;
+		}
+		srv->lazy[n][0] = r->vaddr;
+		srv->lazy[n][1] = r->vaddr + (uint64_t)r->nr_pages * PS_PAGE_SIZE;
+		n++;
+	}
+	srv->nr_lazy = n;
+	return 0;
+}
+
+int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
+{
+	struct pss_srv *srv = calloc(1, sizeof(*srv));
+	sigset_t mask, old;
+	pthread_t thread;
+	bool thread_ok = false;
+	uint64_t t0 = util_now_us(), us;
+	int r;
+
+	if (!srv) {
+		close(listen_fd);
+		return -ENOMEM;
+	}
+	srv->cfg = cfg;
+	srv->sig_fd = -1;
+	srv->main.wake_fd = srv->fault.wake_fd = -1;
+	pthread_mutex_init(&srv->lock, NULL);
+	atomic_store(&srv->last_activity_ms, pss_now_ms());
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	/* Blocked before the thread starts, so both threads leave them to the signalfd. */
+	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	srv->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	r = srv->sig_fd < 0 ? -errno : 0;
+	if (r)
+		pr_perror("page server: signalfd");
+	if (!r)
+		r = build_lazy(srv, cfg);
+	if (!r)
+		r = loop_init(srv, &srv->main, "main");
+	if (!r)
+		r = loop_init(srv, &srv->fault, "fault");
+	srv->main.listen_fd = listen_fd;
+	if (!r) {
+		r = -pthread_create(&thread, NULL, fault_thread, &srv->fault);
+		thread_ok = !r;
+		if (r)
+			pr_err("page server: cannot start the fault thread: %s\n", strerror(-r));
+	}
+	if (!r) {
+		pr_info("page server: serving %zu lazy runs of pid %d from keeper %d\n",
+			srv->nr_lazy, (int)cfg->pid, (int)cfg->keeper);
+		loop_run(&srv->main);
+		r = atomic_load(&srv->result);
+	}
+	pss_stop(srv, r);
+	if (thread_ok)
+		pthread_join(thread, NULL);
+	loop_drain(&srv->main);
+	/* Handed off but never taken by the fault loop. */
+	for (int i = 0; i < srv->nr_handoff; i++) {
+		srv->handoff[i]->closing = true;
+		srv->handoff[i]->inflight = 0;
+		pss_conn_reap(srv->handoff[i]);
+	}
+	us = util_now_us() - t0;
+	pr_info("page server: %llu requests, %llu pages served in %llu ms\n",
+		(unsigned long long)srv->served_gets, (unsigned long long)srv->served_pages,
+		(unsigned long long)(us / 1000));
+	close(listen_fd);
+	if (srv->main.wake_fd >= 0)
+		close(srv->main.wake_fd);
+	if (srv->fault.wake_fd >= 0)
+		close(srv->fault.wake_fd);
+	if (srv->sig_fd >= 0)
+		close(srv->sig_fd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv->lazy);
+	free(srv);
+	return r;
+}
