@@ -65,7 +65,7 @@ static const struct mode modes[] = {
 /* Special ranges of the events victim (see victim_events). */
 #define EV_DONTNEED(l) ((l)->runs[2].vaddr + 100 * H_PAGE)
 #define EV_MOVED_FROM(l) ((l)->runs[3].vaddr + 200 * H_PAGE)
-#define EV_MOVED_TO 0x620000000000ULL
+#define EV_MOVED_TO 0x3e0000000000ULL
 #define EV_UNMAPPED(l) ((l)->runs[0].vaddr + 32 * H_PAGE)
 #define EV_N 64ULL
 
