@@ -19,10 +19,12 @@ DST=relive-demo-dst-$$
 WORK=$(mktemp -d /tmp/relive-demo.XXXXXX)
 chmod 700 "$WORK"
 WPID=
+SRCPID=
+LPPID=
 
 cleanup() {
 	set +e
-	[ -n "$WPID" ] && kill -9 "$WPID" 2>/dev/null
+	for p in $WPID $SRCPID $LPPID; do kill -9 "$p" 2>/dev/null; done
 	ip netns del "$SRC" 2>/dev/null
 	ip netns del "$DST" 2>/dev/null
 	rm -rf "$WORK"
@@ -54,36 +56,57 @@ say "start the workload ($MIB MiB, prints a counter every 100 ms) on the source"
 		fd=${fd##*/}
 		[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
 	done
-	exec ip netns exec "$SRC" setsid "$WORKLOAD" -m "$MIB" >"$WORK/workload.log" 2>&1 </dev/null
+	# this subshell is the workload's parent: it reaps it the moment the dump kills it
+	ip netns exec "$SRC" setsid "$WORKLOAD" -m "$MIB" >"$WORK/workload.log" 2>&1 </dev/null &
+	echo $! >"$WORK/workload.pid"
+	exec 2>/dev/null # no "Killed" notice: being killed by the dump is the plan
+	wait
 ) &
-WPID=$!
+for _ in $(seq 100); do [ -s "$WORK/workload.pid" ] && break; sleep 0.05; done
+WPID=$(cat "$WORK/workload.pid")
 for _ in $(seq 100); do grep -q counter= "$WORK/workload.log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 tail -3 "$WORK/workload.log"
 before=$(grep -o 'counter=[0-9]*' "$WORK/workload.log" | tail -1 | cut -d= -f2)
 
-say "checkpoint it on the source (relive dump)"
-"$RELIVE" dump -t "$WPID" -D "$WORK/images"
-{ wait "$WPID"; } 2>/dev/null || true # the dump killed it; reap it as its parent
-du -sh "$WORK/images" | sed 's/^/image directory: /'
+say "checkpoint it on the source: relive dump --lazy-pages (stays up as the page server)"
+mkfifo "$WORK/src.status" "$WORK/lp.status"
+ip netns exec "$SRC" "$RELIVE" dump -t "$WPID" -D "$WORK/images" --lazy-pages \
+	--address 10.231.0.1 --port 27000 --status-fd 3 -o dump.log 3>"$WORK/src.status" &
+SRCPID=$!
+head -c1 "$WORK/src.status" >/dev/null # images complete, page server listening
+WPID=
+du -sh "$WORK/images" | sed 's/^/image directory (no anonymous memory in it): /'
 
-say "restore it on the destination (relive restore)"
-t0=$(date +%s%N)
-ip netns exec "$DST" "$RELIVE" restore -D "$WORK/images" -d --pidfile "$WORK/restored.pid" >/dev/null
-t1=$(date +%s%N)
+say "on the destination: relive lazy-pages, then relive restore --lazy-pages"
+ip netns exec "$DST" "$RELIVE" lazy-pages --address 10.231.0.1 --port 27000 -D "$WORK/images" \
+	--status-fd 3 --stats-json "$WORK/lazy.json" -o lazy-pages.log 3>"$WORK/lp.status" &
+LPPID=$!
+head -c1 "$WORK/lp.status" >/dev/null
+ip netns exec "$DST" "$RELIVE" restore -D "$WORK/images" --lazy-pages -d \
+	--pidfile "$WORK/restored.pid" >/dev/null
 RPID=$(cat "$WORK/restored.pid")
 WPID=$RPID
 echo "restored as pid $RPID, now in network namespace $(ip netns identify "$RPID")"
-sleep 1.5
+echo "it runs while its memory streams in behind it"
+wait "$LPPID" || { echo "FAILED: lazy-pages exited with an error" >&2; exit 1; }
+wait "$SRCPID" || { echo "FAILED: the page server exited with an error" >&2; exit 1; }
+LPPID= SRCPID=
+sleep 1
 tail -3 "$WORK/workload.log"
 after=$(grep -o 'counter=[0-9]*' "$WORK/workload.log" | tail -1 | cut -d= -f2)
-frozen=$("$RELIVE" show "$WORK/images/stats-dump.img" | python3 -c '
-import json,sys; d=json.load(sys.stdin)["entries"][0]["dump"]; print(int(d["freeze_start_realtime_us"]))')
-frozen=$(( (t1 / 1000 - frozen) / 1000 ))
+summary=$("$RELIVE" show "$WORK/images/stats-restore.img" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["entries"][0]["restore"]
+s = json.load(open(sys.argv[1]))
+print("frozen window (freeze on the source to running on the destination): %.1f ms"
+      % (int(r["frozen_window_us"]) / 1000))
+print("lazy-pages: " + ", ".join("%s=%s" % (k, v) for k, v in s.items()
+                                 if not isinstance(v, (dict, list))))' "$WORK/lazy.json")
 
 say "result"
-echo "counter before the dump: $before, after the restore: $after "
-echo "frozen window (freeze on the source to running on the destination): ${frozen} ms"
+echo "counter before the dump: $before, after the restore: $after"
+echo "$summary"
 if [ "$after" -gt "$before" ] && tail -1 "$WORK/workload.log" | grep -q 'ok=1'; then
 	echo "the workload carries on where it stopped, its memory intact"
 else
