@@ -58,14 +58,23 @@ static int write_single(struct dump_ctx *ctx, enum img_kind kind, const Protobuf
 static int write_pstree(struct dump_ctx *ctx)
 {
 	PstreeEntry pe = PSTREE_ENTRY__INIT;
-	uint32_t threads[1];
+	_cleanup_free_ uint32_t *threads = NULL;
+	const pid_t *tids;
+	size_t nr;
 
+	tids = psite_frozen_tids(ctx->frozen, &nr);
+	threads = calloc(nr + 1, sizeof(*threads));
+	if (!threads)
+		return -ENOMEM;
 	pe.pid = (uint32_t)ctx->pid;
 	pe.ppid = (uint32_t)ctx->stat.ppid;
 	pe.pgid = (uint32_t)ctx->stat.pgid;
 	pe.sid = (uint32_t)ctx->stat.sid;
-	threads[0] = (uint32_t)ctx->pid;
-	pe.n_threads = 1;
+	/* The leader first, then the other threads in freeze order. */
+	threads[pe.n_threads++] = (uint32_t)ctx->pid;
+	for (size_t i = 0; i < nr; i++)
+		if (tids[i] != ctx->pid)
+			threads[pe.n_threads++] = (uint32_t)tids[i];
 	pe.threads = threads;
 	return write_single(ctx, IMG_PSTREE, &pe.base);
 }
@@ -139,26 +148,33 @@ static int check_target(pid_t pid, struct proc_stat *st)
 	return 0;
 }
 
-/* Scope of this version: one thread, no children. */
+/* Scope of this version: any number of threads (the leader alive), no children. */
 static int check_scope(struct dump_ctx *ctx)
 {
-	_cleanup_free_ char *children = NULL;
-	char path[80];
+	const pid_t *tids;
+	bool leader = false;
 	size_t nr;
 
-	psite_frozen_tids(ctx->frozen, &nr);
-	if (nr != 1) {
-		pr_err("pid %d has %zu threads: multi-threaded processes are not supported yet\n",
+	tids = psite_frozen_tids(ctx->frozen, &nr);
+	for (size_t i = 0; i < nr; i++) {
+		_cleanup_free_ char *children = NULL;
+		char path[80];
+
+		leader |= tids[i] == ctx->pid;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)ctx->pid,
+			 (int)tids[i]);
+		if (util_read_file(AT_FDCWD, path, &children, NULL) == 0 && children[0]) {
+			pr_err("pid %d has children (%s): process trees are not supported yet\n",
+			       (int)ctx->pid, children);
+			return -ENOTSUP;
+		}
+	}
+	if (!leader) {
+		pr_err("pid %d: its main thread has exited (%zu threads left): not supported\n",
 		       (int)ctx->pid, nr);
 		return -ENOTSUP;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)ctx->pid, (int)ctx->pid);
-	if (util_read_file(AT_FDCWD, path, &children, NULL) == 0 && children[0]) {
-		pr_err("pid %d has children (%s): process trees are not supported yet\n",
-		       (int)ctx->pid, children);
-		return -ENOTSUP;
-	}
-	return 0;
+	return dmp_check_pending(ctx);
 }
 
 static int open_images_dir(const char *dir)
@@ -238,22 +254,69 @@ static unsigned int idle_timeout_ms(void)
  * robust futexes it holds. Unregister both in the frozen victim before the
  * kill, so the served memory is exactly the dumped one.
  */
-static int disarm_exit_writes(struct dump_ctx *ctx)
+static int disarm_thread(struct dump_ctx *ctx, pid_t tid)
 {
 	long ret;
 	int r;
 
-	r = psite_syscall(ctx->frozen, ctx->pid, &ret, __NR_set_robust_list, 0, 24, 0, 0, 0, 0);
+	r = psite_syscall(ctx->frozen, tid, &ret, __NR_set_robust_list, 0, 24, 0, 0, 0, 0);
 	if (!r && ret) {
-		pr_err("pid %d: set_robust_list(NULL) failed: %s\n", (int)ctx->pid, strerror((int)-ret));
+		pr_err("tid %d: set_robust_list(NULL) failed: %s\n", (int)tid, strerror((int)-ret));
 		r = (int)ret;
 	}
 	if (!r)
-		r = psite_syscall(ctx->frozen, ctx->pid, &ret, __NR_set_tid_address, 0, 0, 0, 0, 0,
-				  0);
+		r = psite_syscall(ctx->frozen, tid, &ret, __NR_set_tid_address, 0, 0, 0, 0, 0, 0);
 	if (r)
-		pr_err("pid %d: cannot unregister its exit-time writes before the kill\n",
-		       (int)ctx->pid);
+		pr_err("pid %d: cannot unregister the exit-time writes of thread %d before the "
+		       "kill\n",
+		       (int)ctx->pid, (int)tid);
+	return r;
+}
+
+/* Put back what disarm_thread() took: the victim runs on after a failure. */
+static void rearm_thread(struct dump_ctx *ctx, pid_t tid, uint64_t head, size_t len,
+			 uint64_t clear_tid)
+{
+	long ret;
+
+	if (psite_syscall(ctx->frozen, tid, &ret, __NR_set_robust_list, (long)head, (long)len, 0,
+			  0, 0, 0) ||
+	    ret ||
+	    psite_syscall(ctx->frozen, tid, &ret, __NR_set_tid_address, (long)clear_tid, 0, 0, 0,
+			  0, 0))
+		pr_warn("tid %d: its robust list or clear_child_tid may be lost\n", (int)tid);
+}
+
+/* Every thread writes at its exit: disarm them all, or none. */
+static int disarm_exit_writes(struct dump_ctx *ctx)
+{
+	_cleanup_free_ uint64_t *heads = NULL;
+	_cleanup_free_ size_t *lens = NULL;
+	const pid_t *tids;
+	size_t nr, i;
+	int r = 0;
+
+	tids = psite_frozen_tids(ctx->frozen, &nr);
+	heads = calloc(nr + 1, sizeof(*heads));
+	lens = calloc(nr + 1, sizeof(*lens));
+	if (!heads || !lens)
+		return -ENOMEM;
+	for (i = 0; i < nr; i++) {
+		void *head = NULL;
+
+		if (syscall(SYS_get_robust_list, tids[i], &head, &lens[i])) {
+			r = -errno;
+			pr_perror("tid %d: get_robust_list", (int)tids[i]);
+			return r;
+		}
+		heads[i] = (uint64_t)(uintptr_t)head;
+	}
+	for (i = 0; !r && i < nr; i++)
+		r = disarm_thread(ctx, tids[i]);
+	if (r) {
+		while (i-- > 0)
+			rearm_thread(ctx, tids[i], heads[i], lens[i], ctx->thread_states[i].clear_tid);
+	}
 	return r;
 }
 
@@ -415,6 +478,7 @@ int cmd_dump(const struct relive_opts *opts)
 	if (keeper.pidfd >= 0)
 		close(keeper.pidfd);
 	dmp_files_fini(&ctx.files);
+	free(ctx.thread_states);
 	free(ctx.runs.runs);
 	free(ctx.pre_vmas);
 	close(ctx.dirfd);

@@ -2,10 +2,12 @@
  * The descriptor table of a process: every open fd becomes an fdinfo entry
  * pointing at a file entry; descriptors that share one open file description
  * (dup, inherited stdout/stderr) share one file entry, found with kcmp.
- * Mapped files get file entries too. Only regular files and character
- * devices are supported so far; anything else fails the dump naming the fd.
+ * Mapped files get file entries too. Regular files and character devices
+ * are handled here, pipes, FIFOs, eventfd, timerfd, signalfd, memfd and
+ * unlinked files by dump-fdkinds.c; anything else fails the dump naming the fd.
  */
 #include "dump.h"
+#include "dump-fdkinds.h"
 
 #include "log.h"
 #include "util.h"
@@ -45,6 +47,11 @@ static void file_entry_free(FileEntry *fe)
 {
 	if (!fe)
 		return;
+	if (fe->type != FILE_TYPE__FILE_REG) {
+		/* Built with malloc throughout (dump-fdkinds.c, dump-pipes.c). */
+		protobuf_c_message_free_unpacked(&fe->base, NULL);
+		return;
+	}
 	if (fe->reg)
 		free(fe->reg->path);
 	free(fe->reg);
@@ -123,6 +130,29 @@ int dmp_files_add_mapped(struct dump_ctx *ctx, const char *path, uint32_t *ret_i
 	return new_reg_entry(&ctx->files, path, &st, O_RDONLY, 0, ret_id);
 }
 
+static int new_kind_entry(struct dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+			  const struct proc_fdinfo *info, uint32_t *ret_id)
+{
+	FileEntry *fe = calloc(1, sizeof(*fe));
+	int r;
+
+	if (!fe)
+		return -ENOMEM;
+	file_entry__init(fe);
+	fe->id = ctx->files.next_id + 1;
+	r = dmp_fdkind_fill(ctx, fd, link, st, info, fe);
+	if (!r)
+		r = files_append(&ctx->files, fe);
+	if (r) {
+		/* Half filled, malloc'ed throughout: the generic free is right. */
+		protobuf_c_message_free_unpacked(&fe->base, NULL);
+		return r;
+	}
+	ctx->files.next_id++;
+	*ret_id = fe->id;
+	return 0;
+}
+
 static bool same_description(pid_t pid, int fd1, int fd2)
 {
 	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd1, fd2) == 0;
@@ -135,6 +165,7 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 	struct proc_fdinfo info;
 	struct stat st;
 	uint32_t id = 0;
+	bool kind;
 	int r;
 
 	snprintf(what, sizeof(what), "fd/%d", fd);
@@ -147,12 +178,13 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 		pr_perror("pid %d: cannot stat fd %d (%s)", (int)ctx->pid, fd, link);
 		return r;
 	}
-	if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+	kind = dmp_fdkind_handles(link, &st);
+	if (!kind && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
 		pr_err("pid %d: fd %d is %s: this kind of file is not supported yet\n",
 		       (int)ctx->pid, fd, link);
 		return -ENOTSUP;
 	}
-	if (link[0] != '/' || strstr(link, " (deleted)")) {
+	if (!kind && (link[0] != '/' || strstr(link, " (deleted)"))) {
 		pr_err("pid %d: fd %d: file %s is deleted or has no path: not supported yet\n",
 		       (int)ctx->pid, fd, link);
 		return -ENOTSUP;
@@ -167,7 +199,11 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 			break;
 		}
 	}
-	if (!id) {
+	if (!id && kind) {
+		r = new_kind_entry(ctx, fd, link, &st, &info, &id);
+		if (r)
+			return r;
+	} else if (!id) {
 		r = new_reg_entry(&ctx->files, link, &st, info.flags & ~O_CLOEXEC, info.pos, &id);
 		if (r)
 			return r;

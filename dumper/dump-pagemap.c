@@ -23,7 +23,14 @@
 #define PM_SWAP (1ULL << 62)
 #define PM_FILE (1ULL << 61)
 #define PAGEMAP_CHUNK 8192 /* entries read per pread */
-#define SCAN_REGIONS 1024 /* regions returned per PAGEMAP_SCAN call */
+/*
+ * Regions asked per PAGEMAP_SCAN call: at most the kernel's bounce buffer
+ * (PAGEMAP_WALK_SIZE >> PAGE_SHIFT = 512). With more, the kernel walks
+ * again when the buffer fills, and if that second walk then completes it
+ * reports the walk_end of the first (do_pagemap_scan() sets walk_end only on
+ * an early stop): the next call would scan those pages again.
+ */
+#define SCAN_REGIONS 512
 #define RUN_MAX_PAGES (1U << 20)
 
 int dmp_scanner_open(pid_t pid, struct dmp_scanner *sc)
@@ -197,6 +204,7 @@ static int scan_ioctl(struct dmp_scanner *sc, const VmaEntry *ve, struct page_ru
 			const struct page_region *pr = &sc->regions[i];
 
 			if (pr->start < addr || pr->end > ve->end || pr->start >= pr->end ||
+			    (i && pr->start < sc->regions[i - 1].end) ||
 			    (pr->start | pr->end) % IMG_PAGE_SIZE) {
 				pr_err("pid %d: PAGEMAP_SCAN returned a bad region %llx-%llx\n",
 				       (int)sc->pid, (unsigned long long)pr->start,
@@ -211,6 +219,14 @@ static int scan_ioctl(struct dmp_scanner *sc, const VmaEntry *ve, struct page_ru
 			if (r)
 				return r;
 			first = false;
+		}
+		if (n && arg.walk_end < sc->regions[n - 1].end) {
+			pr_err("pid %d: PAGEMAP_SCAN from %llx ended its walk at %llx, before its "
+			       "last region %llx-%llx\n", (int)sc->pid, (unsigned long long)addr,
+			       (unsigned long long)arg.walk_end,
+			       (unsigned long long)sc->regions[n - 1].start,
+			       (unsigned long long)sc->regions[n - 1].end);
+			return -EIO;
 		}
 		if (arg.walk_end <= addr || arg.walk_end > ve->end) {
 			pr_err("pid %d: PAGEMAP_SCAN made no progress at %llx\n", (int)sc->pid,

@@ -1,8 +1,9 @@
 /*
  * Per-process and per-thread state that is not memory: task-<pid>.img
  * (identity, credentials, limits, cwd/root, signal handlers, timers) and
- * core-<tid>.img (registers, the xsave area, signal mask, rseq, name).
- * Handlers and timers come from the parasite, which sees them from inside.
+ * core-<tid>.img (registers, the xsave area, signal mask, rseq, name,
+ * sigaltstack, clear_child_tid). Handlers and timers come from the
+ * parasite, which sees them from inside; per-thread state from each thread.
  */
 #include "dump.h"
 
@@ -155,9 +156,9 @@ int dmp_task(struct dump_ctx *ctx)
 	r = psite_get_misc(ctx->ctl, &misc);
 	if (r)
 		return r;
-	ctx->altstack_sp = misc.altstack_sp;
-	ctx->altstack_size = misc.altstack_size;
-	ctx->altstack_flags = misc.altstack_flags;
+	r = dmp_thread_states(ctx, &misc);
+	if (r)
+		return r;
 	for (int i = 0; i < 3; i++) {
 		itimer_entry__init(&it[i]);
 		it[i].which = (uint32_t)i;
@@ -181,7 +182,7 @@ int dmp_task(struct dump_ctx *ctx)
 	return r;
 }
 
-static int dump_one_core(struct dump_ctx *ctx, pid_t tid, bool leader)
+static int dump_one_core(struct dump_ctx *ctx, pid_t tid, const struct dmp_thread_state *ts)
 {
 	CoreEntry ce = CORE_ENTRY__INIT;
 	UserRegsEntry ure = USER_REGS_ENTRY__INIT;
@@ -233,11 +234,13 @@ static int dump_one_core(struct dump_ctx *ctx, pid_t tid, bool leader)
 		rse.flags = rseq.flags;
 		ce.rseq = &rse;
 	}
-	if (leader) {
-		sse.ss_sp = ctx->altstack_sp;
-		sse.ss_size = ctx->altstack_size;
-		sse.ss_flags = ctx->altstack_flags;
-		ce.sigaltstack = &sse;
+	sse.ss_sp = ts->altstack_sp;
+	sse.ss_size = ts->altstack_size;
+	sse.ss_flags = ts->altstack_flags;
+	ce.sigaltstack = &sse;
+	if (ts->clear_tid) {
+		ce.has_clear_tid_addr = true;
+		ce.clear_tid_addr = ts->clear_tid;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)ctx->pid, (int)tid);
 	if (util_read_file(AT_FDCWD, path, &name, &nlen) == 0) {
@@ -274,7 +277,7 @@ int dmp_cores(struct dump_ctx *ctx)
 
 	tids = psite_frozen_tids(ctx->frozen, &nr);
 	for (size_t i = 0; i < nr; i++) {
-		r = dump_one_core(ctx, tids[i], tids[i] == ctx->pid);
+		r = dump_one_core(ctx, tids[i], &ctx->thread_states[i]);
 		if (r)
 			return r;
 	}

@@ -16,6 +16,7 @@
 
 struct psite_frozen;
 struct psite_ctl;
+struct psite_misc;
 
 struct dump_files {
 	FileEntry **entries;
@@ -69,9 +70,15 @@ struct dump_ctx {
 	uint64_t t_start, t_frozen, memdump_us;
 	uint64_t freeze_realtime_us;
 	uint64_t pages_written, pages_lazy, pages_zero;
-	/* the leader's sigaltstack, as the parasite saw it */
+	/* per thread, in psite_frozen_tids() order: what only the thread knows */
+	struct dmp_thread_state *thread_states;
+};
+
+/* A thread's sigaltstack and clear_child_tid, as the thread itself reported them. */
+struct dmp_thread_state {
 	uint64_t altstack_sp, altstack_size;
 	uint32_t altstack_flags;
+	uint64_t clear_tid;
 };
 
 /* dump-files.c: the descriptor table of ctx->pid into files + fdinfo images. */
@@ -83,6 +90,10 @@ void dmp_files_fini(struct dump_files *files);
 
 /* dump-task.c: task-<pid>.img and core-<tid>.img for every thread. */
 int dmp_task(struct dump_ctx *ctx);
+/* dump-threads.c: the per-thread state only each thread can report (needs the
+ * parasite in the leader); the pending-signal check. */
+int dmp_thread_states(struct dump_ctx *ctx, const struct psite_misc *leader);
+int dmp_check_pending(struct dump_ctx *ctx);
 int dmp_cores(struct dump_ctx *ctx);
 
 /*

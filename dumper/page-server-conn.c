@@ -156,7 +156,19 @@ static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 		    (unsigned long long)h->vaddr, h->nr_pages, h->pid);
 		return -ERANGE;
 	}
-	n = process_vm_readv(srv->cfg->keeper, &local, 1, &remote, 1, 0);
+	/*
+	 * In pieces: this kernel (PREEMPT_NONE) hands the core to a woken fault
+	 * thread only when we return to user space; no single copy may take long.
+	 */
+	for (size_t off = 0, piece; off < len; off += piece) {
+		piece = MIN(len - off, (size_t)PSS_READ_CHUNK);
+		local = (struct iovec){ pages + off, piece };
+		remote = (struct iovec){ (void *)(uintptr_t)(h->vaddr + off), piece };
+		n = process_vm_readv(srv->cfg->keeper, &local, 1, &remote, 1, 0);
+		if (n != (ssize_t)piece)
+			break;
+		n = (ssize_t)(off + piece);
+	}
 	if (n != (ssize_t)len) {
 		int err = n < 0 ? errno : EIO;
 

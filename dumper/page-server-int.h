@@ -19,6 +19,7 @@
 #define PSS_SLOT_HEAD 4096 /* the pages start page-aligned after the header */
 #define PSS_SLOT_SIZE (PSS_SLOT_HEAD + PS_MAX_RUN_PAGES * PS_PAGE_SIZE + PS_PAGE_SIZE)
 #define PSS_RX_SIZE (64 * 1024)
+#define PSS_READ_CHUNK (256 * 1024) /* bytes per process_vm_readv: bounded kernel time */
 #define PSS_MAX_CONNS 32 /* per loop */
 
 /* user_data tags (low bits of a pointer aligned to 8) */

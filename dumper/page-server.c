@@ -21,11 +21,13 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PSS_RING_ENTRIES 256
 #define PSS_TICK_MS 100
+#define PSS_FAULT_SLICE_NS 100000ULL /* the smallest custom slice the kernel takes */
 
 uint64_t pss_now_ms(void)
 {
@@ -355,10 +357,36 @@ static int loop_init(struct pss_srv *srv, struct pss_loop *loop, const char *nam
 	return 0;
 }
 
+/*
+ * Ask the scheduler (EEVDF, kernel 6.12+) for the shortest slice for the
+ * calling thread: an earlier virtual deadline, so that a woken fault thread
+ * may preempt CPU-bound stream work (PREEMPT_SHORT) instead of waiting out
+ * its slice. It barely runs, so fairness is not at stake. Older kernels
+ * refuse or ignore it; nothing depends on it.
+ */
+static void short_slice(void)
+{
+	/* struct sched_attr of <linux/sched/types.h>, which clashes with <sched.h> */
+	struct {
+		uint32_t size, policy;
+		uint64_t flags;
+		int32_t nice;
+		uint32_t priority;
+		uint64_t runtime, deadline, period;
+	} a = { .size = sizeof(a), .policy = 0 /* SCHED_OTHER */, .runtime = PSS_FAULT_SLICE_NS };
+
+	if (syscall(SYS_sched_setattr, 0, &a, 0))
+		pr_debug("page server: no short scheduler slice for the fault thread: %s\n",
+			 strerror(errno));
+}
+
 static void *fault_thread(void *arg)
 {
 	struct pss_loop *loop = arg;
 
+	/* named, to be told apart in perf sched and top */
+	pthread_setname_np(pthread_self(), "relive-psfault");
+	short_slice();
 	loop_run(loop);
 	loop_drain(loop);
 	return NULL;

@@ -345,6 +345,25 @@ static void got_body(struct lp_ctx *ctx, struct lp_conn *c)
 		lp_req_free(ctx, r);
 }
 
+/*
+ * A fault reply's page follows its header in the same segment: take it now
+ * with a plain non-blocking recv, not a loop turn (a background chunk) later.
+ * Whatever is not there yet, or an error, is left to the next io_uring recv.
+ */
+static void rx_body_now(struct lp_ctx *ctx, struct lp_conn *c)
+{
+	while (c->rx_off < c->rx_len) {
+		ssize_t n = recv(c->fd, (uint8_t *)c->rx_buf + c->rx_off, c->rx_len - c->rx_off,
+				 MSG_DONTWAIT);
+
+		if (n <= 0)
+			return;
+		c->last_rx_us = util_now_us();
+		c->rx_off += (size_t)n;
+	}
+	got_body(ctx, c);
+}
+
 static void on_recv(struct lp_ctx *ctx, struct lp_conn *c, int res)
 {
 	c->recv_busy = false;
@@ -390,8 +409,11 @@ static void on_recv(struct lp_ctx *ctx, struct lp_conn *c, int res)
 		return;
 	}
 	if (!c->rx_body) {
-		if (c->rx_off == PS_HDR_SIZE)
-			got_header(ctx, c);
+		if (c->rx_off != PS_HDR_SIZE)
+			return;
+		got_header(ctx, c);
+		if (c->chan == PS_CHAN_FAULT && c->rx_body && c->state == LP_CONN_UP)
+			rx_body_now(ctx, c);
 		return;
 	}
 	if (c->rx_off == c->rx_len)

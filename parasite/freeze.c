@@ -279,13 +279,23 @@ static int kill_frozen(struct psite_frozen *f)
 		pr_perror("pid %d: cannot kill", (int)f->pid);
 		return r;
 	}
-	/* Collect the tracer's exit notifications so the real parent can reap. */
+	/*
+	 * Collect the tracer's exit notifications so the real parent can reap:
+	 * the other threads first, as the leader's is only reported once they
+	 * are all reaped.
+	 */
 	for (size_t i = 0; i < f->nr; i++) {
 		int status;
 
-		if (our_child && f->threads[i].tid == f->pid)
+		if (f->threads[i].tid == f->pid)
 			continue;
 		while (waitpid(f->threads[i].tid, &status, __WALL) < 0 && errno == EINTR)
+			;
+	}
+	if (!our_child && psite_thread_find(f, f->pid)) {
+		int status;
+
+		while (waitpid(f->pid, &status, __WALL) < 0 && errno == EINTR)
 			;
 	}
 	return 0;

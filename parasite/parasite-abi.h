@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define PSITE_MAGIC 0x50535445u /* "PSTE" */
-#define PSITE_VERSION 1u
+#define PSITE_VERSION 2u /* 2: GET_MISC reports clear_child_tid */
 
 #define PSITE_NSIG 64
 
@@ -93,8 +93,9 @@ struct psite_reply_misc {
 	struct psite_kitimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
 	int32_t tid;
 	int32_t pid;
+	uint64_t clear_tid; /* prctl(PR_GET_TID_ADDRESS) of the thread */
 };
-_Static_assert(sizeof(struct psite_reply_misc) == 24 + 24 + 96 + 8, "psite_reply_misc size");
+_Static_assert(sizeof(struct psite_reply_misc) == 24 + 24 + 96 + 8 + 8, "psite_reply_misc size");
 _Static_assert(offsetof(struct psite_reply_misc, tid) == 144, "psite_reply_misc.tid offset");
 
 /* One run of memory to drain: the kernel's struct iovec. */

@@ -84,7 +84,22 @@ struct psite_misc {
 	struct psite_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
 	pid_t tid; /* as seen by the parasite: sanity checks */
 	pid_t pid;
+	uint64_t clear_tid; /* the thread's clear_child_tid (set_tid_address) */
 };
+
+/*
+ * Per-thread state of a thread that does not run the parasite, read with two
+ * remote syscalls in TID (sigaltstack, PR_GET_TID_ADDRESS) that use CTL's
+ * args area as scratch: call between commands, never during one.
+ */
+struct psite_thread_state {
+	uint64_t altstack_sp;
+	uint64_t altstack_size;
+	int altstack_flags;
+	uint64_t clear_tid;
+};
+int psite_thread_state(struct psite_ctl *ctl, pid_t tid, struct psite_thread_state *out)
+	__attribute__((warn_unused_result));
 
 /* OUT is indexed by signo - 1; SIGKILL and SIGSTOP entries are zero. */
 int psite_get_sigactions(struct psite_ctl *ctl, struct psite_sigaction out[PSITE_NSIG])

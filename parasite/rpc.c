@@ -195,6 +195,7 @@ int psite_get_misc(struct psite_ctl *ctl, struct psite_misc *out)
 	}
 	out->tid = rep.tid;
 	out->pid = rep.pid;
+	out->clear_tid = rep.clear_tid;
 	if (out->tid != ctl->tid)
 		pr_warn("pid %d: the parasite reports tid %d, infected %d\n", (int)ctl->f->pid,
 			(int)out->tid, (int)ctl->tid);

@@ -91,7 +91,9 @@ static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan 
 	}
 	/* Last, as it may wait for a zombie of the dumped process to be reaped. */
 	for (size_t i = 0; !r && i < p->nr_tasks; i++)
-		r = rst_pid_wait_free((pid_t)p->tasks[i].pid, RST_ZOMBIE_WAIT_MS);
+		for (size_t k = 0; !r && k < p->tasks[i].nr_threads; k++)
+			r = rst_pid_wait_free((pid_t)p->tasks[i].threads[k].tid,
+					      RST_ZOMBIE_WAIT_MS);
 	return r;
 }
 

@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <linux/rseq.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,8 +26,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define TAIL_CODE_SIZE 64
-_Static_assert(RESTORER_OFF_TAIL_END - RESTORER_OFF_TAIL_START <= TAIL_CODE_SIZE, "tail code");
+_Static_assert(RESTORER_OFF_TAIL_END - RESTORER_OFF_TAIL_START <= RST_TAIL_CODE_SIZE, "tail code");
 
 static bool is_special(uint32_t kind)
 {
@@ -58,7 +58,14 @@ static uint64_t args_size(const struct rst_task *t)
 	       t->nr_runs * sizeof(struct rst_blob_run) + t->nr_vmas * sizeof(struct rst_blob_range) +
 	       t->task->n_sigactions * sizeof(struct rst_blob_sigaction) +
 	       (t->nr_vmas + 2) * sizeof(int32_t) + t->mm->n_auxv * 8 +
-	       t->task->creds->n_groups * sizeof(uint32_t);
+	       t->task->creds->n_groups * sizeof(uint32_t) +
+	       t->nr_threads * sizeof(struct rst_blob_thread);
+}
+
+/* Bytes of the tail given to one thread's frame, 64-byte aligned. */
+static uint64_t frame_slot(const CoreEntry *core)
+{
+	return ALIGN_UP(rst_sigframe_size(core->xsave.len), 64);
 }
 
 static void fill_vmas(struct rst_child *c, struct rst_blob_args *a, struct bump *b)
@@ -186,24 +193,20 @@ static void regs_from_image(const UserRegsEntry *e, struct user_regs_struct *r)
 	};
 }
 
-static int fill_thread(struct rst_child *c, struct rst_blob_args *a, uint64_t tail_off,
-		       uint64_t tail_len)
+/* Thread I's frame at FRAME (FRAME_LEN bytes in the tail) and its block T. */
+static int fill_thread(struct rst_child *c, size_t i, uint8_t *frame, uint64_t frame_len,
+		       const uint32_t *xcomp_end, struct rst_blob_thread *t)
 {
-	const CoreEntry *core = c->task->threads[0].core;
+	const CoreEntry *core = c->task->threads[i].core;
 	struct rst_frame_in in = { 0 };
-	uint8_t *tail = c->area + tail_off;
-	uint32_t xcomp_end[64];
 	char err[256];
 	int r;
 
-	memcpy(tail, restorer_blob + RESTORER_OFF_TAIL_START,
-	       RESTORER_OFF_TAIL_END - RESTORER_OFF_TAIL_START);
 	regs_from_image(core->regs, &in.regs);
 	rst_restart_fixup(&in.regs);
 	in.xsave = core->xsave.data;
 	in.xsave_len = core->xsave.len;
 	in.blocked = core->blocked;
-	rst_xstate_layout(xcomp_end);
 	in.xcomp_end = xcomp_end;
 	in.ss_flags = SS_DISABLE;
 	if (core->sigaltstack) {
@@ -211,19 +214,58 @@ static int fill_thread(struct rst_child *c, struct rst_blob_args *a, uint64_t ta
 		in.ss_size = core->sigaltstack->ss_size;
 		in.ss_flags = (int32_t)core->sigaltstack->ss_flags;
 	}
-	r = rst_sigframe_build(tail + TAIL_CODE_SIZE, (uint64_t)(uintptr_t)tail + TAIL_CODE_SIZE,
-			       tail_len - TAIL_CODE_SIZE, &in, &a->thread.frame_sp, err,
-			       sizeof(err));
+	r = rst_sigframe_build(frame, (uint64_t)(uintptr_t)frame, frame_len, &in, &t->frame_sp,
+			       err, sizeof(err));
 	if (r) {
 		rst_child_fail(c, "core-%u.img: %s", core->tid, err);
 		return r;
 	}
-	a->thread.fs_base = core->regs->fs_base;
-	a->thread.gs_base = core->regs->gs_base;
+	t->tid = (int32_t)core->tid;
+	t->fs_base = core->regs->fs_base;
+	t->gs_base = core->regs->gs_base;
 	if (core->rseq && core->rseq->rseq_abi_pointer) {
-		a->thread.rseq_ptr = core->rseq->rseq_abi_pointer;
-		a->thread.rseq_len = core->rseq->rseq_abi_size;
-		a->thread.rseq_sig = core->rseq->signature;
+		t->rseq_ptr = core->rseq->rseq_abi_pointer;
+		t->rseq_len = core->rseq->rseq_abi_size;
+		t->rseq_sig = core->rseq->signature;
+	}
+	if (core->has_clear_tid_addr)
+		t->clear_tid = core->clear_tid_addr;
+	/* The leader's name is set by the helper already; the others' by themselves. */
+	if (i && core->name)
+		snprintf(t->name, sizeof(t->name), "%s", core->name);
+	return 0;
+}
+
+/*
+ * The tail: code, the go/ready words, one frame per thread. The created
+ * threads' blob stacks sit below the leader's: STACKS_OFF is the first.
+ */
+static int fill_threads(struct rst_child *c, struct rst_blob_args *a, struct bump *b,
+			uint64_t tail_off, uint64_t stacks_off)
+{
+	const struct rst_task *task = c->task;
+	uint8_t *tail = c->area + tail_off;
+	uint64_t off = RST_TAIL_HDR_SIZE;
+	struct rst_blob_thread *bt;
+	uint32_t xcomp_end[64];
+	int r;
+
+	memcpy(tail, restorer_blob + RESTORER_OFF_TAIL_START,
+	       RESTORER_OFF_TAIL_END - RESTORER_OFF_TAIL_START);
+	rst_xstate_layout(xcomp_end);
+	a->threads_off = take(b, task->nr_threads * sizeof(*bt));
+	bt = (struct rst_blob_thread *)((uint8_t *)a + a->threads_off);
+	a->nr_threads = (uint32_t)task->nr_threads;
+	for (size_t i = 0; i < task->nr_threads; i++) {
+		uint64_t len = frame_slot(task->threads[i].core);
+
+		r = fill_thread(c, i, tail + off, len, xcomp_end, &bt[i]);
+		if (r)
+			return r;
+		off += len;
+		if (i)
+			bt[i].stack_top = (uint64_t)(uintptr_t)c->area + stacks_off +
+					  i * RST_THREAD_STACK_SIZE;
 	}
 	return 0;
 }
@@ -267,8 +309,9 @@ static int place_area(struct rst_child *c, uint64_t len, uint64_t *ret)
 int rst_blob_prepare(struct rst_child *c)
 {
 	const struct rst_plan *p = c->plan;
-	const CoreEntry *core = c->task->threads[0].core;
-	uint64_t args_off, stack_off, slot_off, slot_len = 0, tail_off, tail_len, addr, lo = ~0ULL;
+	const struct rst_task *task = c->task;
+	uint64_t args_off, stacks_off, stack_off, slot_off, slot_len = 0, tail_off, tail_len, addr;
+	uint64_t lo = ~0ULL, frames = 0;
 	struct rst_blob_args *a;
 	struct bump b;
 	void *m;
@@ -279,10 +322,14 @@ int rst_blob_prepare(struct rst_child *c)
 		slot_len = MAX(slot_len, p->moves[i].cur + p->moves[i].len - lo);
 	}
 	args_off = ALIGN_UP((uint64_t)RESTORER_OFF_BLOB_END, PAGE_SIZE_4K);
-	stack_off = ALIGN_UP(args_off + args_size(c->task), PAGE_SIZE_4K);
+	for (size_t i = 0; i < task->nr_threads; i++)
+		frames += frame_slot(task->threads[i].core);
+	/* [args][stacks of the created threads][the leader's stack][vdso slot][tail] */
+	stacks_off = ALIGN_UP(args_off + args_size(task), PAGE_SIZE_4K);
+	stack_off = stacks_off + (task->nr_threads - 1) * RST_THREAD_STACK_SIZE;
 	slot_off = stack_off + RST_STACK_SIZE;
 	tail_off = slot_off + ALIGN_UP(slot_len, PAGE_SIZE_4K);
-	tail_len = ALIGN_UP(TAIL_CODE_SIZE + rst_sigframe_size(core->xsave.len), PAGE_SIZE_4K);
+	tail_len = ALIGN_UP(RST_TAIL_HDR_SIZE + frames, PAGE_SIZE_4K);
 	c->area_len = tail_off + tail_len;
 	r = place_area(c, c->area_len, &addr);
 	if (r)
@@ -315,7 +362,12 @@ int rst_blob_prepare(struct rst_child *c)
 		rst_child_fail(c, "restorer args overflow: %" PRIu64 " bytes", b.off);
 		return -EOVERFLOW;
 	}
-	return fill_thread(c, a, tail_off, tail_len);
+	r = fill_threads(c, a, &b, tail_off, stacks_off);
+	if (!r && b.off > args_size(c->task)) {
+		rst_child_fail(c, "restorer args overflow: %" PRIu64 " bytes", b.off);
+		r = -EOVERFLOW;
+	}
+	return r;
 }
 
 /* glibc registered rseq for this thread in memory the blob unmaps: take it back. */

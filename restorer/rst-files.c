@@ -4,10 +4,12 @@
  * helper: open what the blob needs (pages image, mapped files, exe) and move
  * those fds above the task's own numbers (the lazy handover puts its uffd and
  * socket there too), reopen each dumped fd at its number
- * with its flags and offset, and close everything else inherited from relive.
+ * with its flags and offset (other kinds: rst-fdkinds.c), and close
+ * everything else inherited from relive.
  * Helper errors go to c->err (the helper's log fd may already be replaced).
  */
 #include "rst.h"
+#include "rst-fdkinds.h"
 
 #include "log.h"
 #include "util.h"
@@ -281,7 +283,10 @@ int rst_files_install(struct rst_child *c)
 			}
 			continue;
 		}
-		r = install_one(c, fd);
+		if (fd->file->type == FILE_TYPE__FILE_REG)
+			r = install_one(c, fd);
+		else
+			r = rst_fdkind_install(c, fd);
 		if (r)
 			return r;
 	}

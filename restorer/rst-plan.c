@@ -7,6 +7,7 @@
  * done by their own modules from restore-cmd.c.
  */
 #include "rst.h"
+#include "rst-fdkinds.h"
 
 #include "log.h"
 #include "util.h"
@@ -52,6 +53,32 @@ static int load_inventory(int dirfd, const struct relive_opts *opts, struct rst_
 	if (p->inv->flags & INV_FLAG_PIDNS) {
 		pr_err("inventory.img: restoring into a new pid namespace is not supported yet\n");
 		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* The thread list of the task: distinct, valid tids, the leader first. */
+static int plan_tids(const PstreeEntry *pe, struct rst_task *t)
+{
+	t->threads = calloc(pe->n_threads, sizeof(*t->threads));
+	if (!t->threads)
+		return -ENOMEM;
+	t->nr_threads = pe->n_threads;
+	for (size_t i = 0; i < pe->n_threads; i++) {
+		uint32_t tid = pe->threads[i];
+
+		if (tid < 2 || tid > (1U << 22)) {
+			pr_err("pstree.img: pid %u: bad thread id %u\n", pe->pid, tid);
+			return -EINVAL;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (t->threads[k].tid == tid) {
+				pr_err("pstree.img: pid %u: thread %u appears twice\n", pe->pid,
+				       tid);
+				return -EINVAL;
+			}
+		}
+		t->threads[i].tid = tid;
 	}
 	return 0;
 }
@@ -113,12 +140,16 @@ static int load_pstree(int dirfd, struct rst_plan *p)
 	} else if (pe->has_zombie && pe->zombie) {
 		pr_err("pstree.img: pid %u is a zombie: not supported yet\n", pe->pid);
 		r = -ENOTSUP;
-	} else if (pe->n_threads != 1 || pe->threads[0] != pe->pid) {
-		pr_err("pstree.img: pid %u has %zu threads: multi-threaded restore is not "
-		       "supported yet\n",
-		       pe->pid, pe->n_threads);
-		r = -ENOTSUP;
+	} else if (pe->n_threads < 1 || pe->n_threads > RST_MAX_THREADS ||
+		   pe->threads[0] != pe->pid) {
+		pr_err("pstree.img: pid %u has %zu threads, the first %u: need 1..%u, the "
+		       "leader first\n",
+		       pe->pid, pe->n_threads, pe->n_threads ? pe->threads[0] : 0,
+		       RST_MAX_THREADS);
+		r = -EINVAL;
 	}
+	if (!r)
+		r = plan_tids(pe, t);
 	img_msg_free(msg);
 	return r;
 }
@@ -174,25 +205,39 @@ static int load_task(int dirfd, struct rst_task *t)
 	return 0;
 }
 
-static int load_threads(int dirfd, struct rst_task *t)
+static int load_core(int dirfd, struct rst_thread *th)
 {
-	t->threads = calloc(1, sizeof(*t->threads));
-	if (!t->threads)
-		return -ENOMEM;
-	t->nr_threads = 1;
-	t->threads[0].tid = t->pid;
-	int r = read_one(dirfd, IMG_CORE, t->pid, (ProtobufCMessage **)&t->threads[0].core);
+	const CoreEntry *c;
+	int r = read_one(dirfd, IMG_CORE, th->tid, (ProtobufCMessage **)&th->core);
+
 	if (r)
 		return r;
-	const CoreEntry *c = t->threads[0].core;
-	if (c->tid != t->pid) {
-		pr_err("core-%u.img: holds thread %u\n", t->pid, c->tid);
+	c = th->core;
+	if (c->tid != th->tid) {
+		pr_err("core-%u.img: holds thread %u\n", th->tid, c->tid);
 		return -EINVAL;
 	}
 	if (!c->has_xsave || c->xsave.len < 576 || c->xsave.len % 64 || c->xsave.len > 65536) {
 		pr_err("core-%u.img: xsave area of %zu bytes: need 576..65536, a multiple of 64\n",
-		       t->pid, c->has_xsave ? c->xsave.len : 0);
+		       th->tid, c->has_xsave ? c->xsave.len : 0);
 		return -EINVAL;
+	}
+	if (c->n_pending) {
+		pr_err("core-%u.img: %zu pending signals: not supported yet\n", th->tid,
+		       c->n_pending);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* core-<tid>.img of every thread of pstree.img (the list is in t->threads). */
+static int load_threads(int dirfd, struct rst_task *t)
+{
+	for (size_t i = 0; i < t->nr_threads; i++) {
+		int r = load_core(dirfd, &t->threads[i]);
+
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -256,6 +301,17 @@ static const FileEntry *need_file(const struct rst_plan *p, uint32_t id, const c
 	return f;
 }
 
+/* The file of an fd: a regular file, or a kind rst-fdkinds.c restores. */
+static const FileEntry *need_fd_file(const struct rst_plan *p, uint32_t id, const char *img,
+				     const char *what)
+{
+	const FileEntry *f = rst_plan_file(p, id);
+
+	if (f && f->type != FILE_TYPE__FILE_REG)
+		return rst_fdkind_valid(f, img, what) ? NULL : f;
+	return need_file(p, id, img, what);
+}
+
 static int load_fdinfo(int dirfd, const struct rst_plan *p, struct rst_task *t)
 {
 	ProtobufCMessage *msg;
@@ -284,7 +340,7 @@ static int load_fdinfo(int dirfd, const struct rst_plan *p, struct rst_task *t)
 		snprintf(what, sizeof(what), "fd %u", fd->fd);
 		nf->fd = fd->fd;
 		nf->cloexec = fd->cloexec;
-		nf->file = need_file(p, fd->file_id, name, what);
+		nf->file = need_fd_file(p, fd->file_id, name, what);
 		img_msg_free(msg);
 		if (!nf->file)
 			bad = -EINVAL;

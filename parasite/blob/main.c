@@ -80,6 +80,8 @@ static long do_misc(int sock)
 	ret = (int32_t)sys_sigaltstack(0, &r.altstack);
 	for (i = 0; i < 3 && !ret; i++)
 		ret = (int32_t)sys_getitimer(i, &r.itimer[i]);
+	if (!ret)
+		ret = (int32_t)sys_call3(__NR_prctl, 40 /* PR_GET_TID_ADDRESS */, &r.clear_tid, 0);
 	r.tid = (int32_t)sys_gettid();
 	r.pid = (int32_t)sys_getpid();
 	psite_reply_init(&r.hdr, PSITE_CMD_GET_MISC, ret, 0);

@@ -4,9 +4,9 @@
  * [blob | args | stack | vdso slot | tail], in a gap of the target layout and
  * fills the args; the blob then owns the address space. Fixed-width types,
  * offsets relative to the args struct instead of pointers, asserted sizes.
- * Per-thread state (registers, frame, fs/gs, rseq) is kept apart from
- * per-process state (VMAs, runs, sigactions, mm, creds) so that threads can
- * get their own block later. In a lazy restore the args also carry the
+ * Per-thread state (frame, fs/gs, rseq, clear_child_tid, name) is one block
+ * per thread, apart from per-process state (VMAs, runs, sigactions, mm,
+ * creds); the blob creates the other threads with their TIDs. In a lazy restore the args also carry the
  * userfaultfd, the handover socket and the ranges to register.
  */
 #ifndef RELIVE_RESTORER_ABI_H
@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define RST_BLOB_MAGIC 0x52535442u /* "RSTB" */
-#define RST_BLOB_VERSION 2u
+#define RST_BLOB_VERSION 3u /* 3: one rst_blob_thread per thread */
 
 #define RST_STACK_SIZE (64u * 1024)
 /* Highest user address + 1 with 4-level paging (the default mmap limit). */
@@ -24,6 +24,20 @@
 /* [vvar], [vvar_vclock], [vdso] */
 #define RST_MAX_VDSO 3
 #define RST_NR_ITIMERS 3
+/* The blob's stack of each thread it creates (not the leader's). */
+#define RST_THREAD_STACK_SIZE (16u * 1024)
+#define RST_MAX_THREADS 4096u
+
+/*
+ * The tail, left mapped in the restored process: [code | go | ready | frames].
+ * Created threads wait in the tail code until the leader sets "go" (after
+ * "ready", the number of threads still setting up, dropped to zero and the
+ * area is unmapped), then each does its own rt_sigreturn.
+ */
+#define RST_TAIL_CODE_SIZE 192u
+#define RST_TAIL_GO_OFF 192u
+#define RST_TAIL_READY_OFF 196u
+#define RST_TAIL_HDR_SIZE 256u
 
 /* Status pipe protocol: one 'K' byte on success, or 'E' and a text line. */
 #define RST_STATUS_OK 'K'
@@ -121,7 +135,7 @@ _Static_assert(sizeof(struct rst_blob_creds) == 104, "rst_blob_creds size");
 #define RST_CREDS_AMBIENT (1u << 0)
 #define RST_CREDS_DUMPABLE (1u << 1)
 
-/* Per-thread part. */
+/* Per-thread part; the leader is entry 0. */
 struct rst_blob_thread {
 	uint64_t fs_base;
 	uint64_t gs_base;
@@ -129,8 +143,13 @@ struct rst_blob_thread {
 	uint32_t rseq_len;
 	uint32_t rseq_sig;
 	uint64_t frame_sp; /* rsp for rt_sigreturn: address of the frame's uc */
+	uint64_t clear_tid; /* set_tid_address; 0: none */
+	uint64_t stack_top; /* created threads: top of its blob stack */
+	int32_t tid;
+	uint32_t pad;
+	char name[16]; /* PR_SET_NAME, NUL-terminated; "" keeps the leader's */
 };
-_Static_assert(sizeof(struct rst_blob_thread) == 40, "rst_blob_thread size");
+_Static_assert(sizeof(struct rst_blob_thread) == 80, "rst_blob_thread size");
 
 struct rst_blob_args {
 	uint32_t magic;
@@ -165,9 +184,11 @@ struct rst_blob_args {
 	struct rst_blob_itimer itimers[RST_NR_ITIMERS];
 	struct rst_blob_mm mm;
 	struct rst_blob_creds creds;
-	struct rst_blob_thread thread;
+	uint32_t nr_threads;
+	uint32_t pad2;
+	uint64_t threads_off; /* struct rst_blob_thread[nr_threads], the leader first */
 };
 _Static_assert(offsetof(struct rst_blob_args, moves) == 128, "rst_blob_args moves");
-_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 40, "args size");
+_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 16, "args size");
 
 #endif

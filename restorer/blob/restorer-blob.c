@@ -7,10 +7,13 @@
  * madvise; in a lazy restore it then registers the lazy VMAs with the
  * userfaultfd (MISSING), tells the lazy-pages daemon on the handover socket
  * and closes both (the daemon holds its own copy of the uffd). Then it sets
- * the mm fields, sigactions, credentials, rseq, itimers and
- * fs/gs, reports success on the status pipe and jumps to the tail: two
- * syscalls (munmap of the area but the tail, rt_sigreturn) copied into the
- * last pages of the area, which stay mapped in the restored process.
+ * the mm fields and sigactions, creates the other threads with their TIDs
+ * (clone3 set_tid), each of which sets its own credentials, rseq, fs/gs,
+ * name and clear_child_tid and waits in the tail; the leader does the same
+ * plus itimers, waits for every thread, reports success on the status pipe
+ * and jumps to the tail: code copied into the last pages of the area, which
+ * stay mapped in the restored process, that unmaps the rest of the area,
+ * releases the threads and does the leader's rt_sigreturn.
  * Errors go to the status pipe as text, then exit_group(1).
  */
 #include "restorer-abi.h"
@@ -18,7 +21,9 @@
 #include <asm/prctl.h>
 #include <asm/unistd.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 #include <linux/ioctl.h>
+#include <linux/sched.h>
 #include <linux/mman.h>
 #include <linux/prctl.h>
 #include <linux/securebits.h>
@@ -32,18 +37,80 @@ __asm__(".section .head.text, \"ax\"\n"
 	"	and $-16, %rsp\n"
 	"	call rst_blob_main\n"
 	"	ud2\n"
-	/* The tail: rdi = area, rsi = length to unmap, rdx = frame sp. */
+	/*
+	 * The tail, run from its copy in the tail pages. The leader: rdi =
+	 * area, rsi = length to unmap, r12 = frame sp, r13 = &go; it unmaps,
+	 * sets go, wakes the threads, and sigreturns.
+	 */
 	".globl __export_tail_start\n"
 	"__export_tail_start:\n"
 	"	mov $11, %eax\n"
 	"	syscall\n"
-	"	mov %rdx, %rsp\n"
+	"	movl $1, (%r13)\n"
+	"	mov %r13, %rdi\n"
+	"	mov $129, %esi\n" /* FUTEX_WAKE_PRIVATE */
+	"	mov $0x7fffffff, %edx\n"
+	"	mov $202, %eax\n"
+	"	syscall\n"
+	"	mov %r12, %rsp\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n"
+	/*
+	 * A created thread, ready: r12 = frame sp, r13 = &go, r14 = &ready.
+	 * Drop ready, wake the leader, wait for go (no stack used: the blob's
+	 * stacks go away meanwhile), sigreturn.
+	 */
+	".globl __export_tail_thread\n"
+	"__export_tail_thread:\n"
+	"	lock decl (%r14)\n"
+	"	mov %r14, %rdi\n"
+	"	mov $129, %esi\n"
+	"	mov $1, %edx\n"
+	"	mov $202, %eax\n"
+	"	syscall\n"
+	"1:	cmpl $0, (%r13)\n"
+	"	jne 2f\n"
+	"	mov %r13, %rdi\n"
+	"	mov $128, %esi\n" /* FUTEX_WAIT_PRIVATE */
+	"	xor %edx, %edx\n"
+	"	xor %r10d, %r10d\n"
+	"	mov $202, %eax\n"
+	"	syscall\n"
+	"	jmp 1b\n"
+	"2:	mov %r12, %rsp\n"
 	"	mov $15, %eax\n"
 	"	syscall\n"
 	"	ud2\n"
 	".globl __export_tail_end\n"
 	"__export_tail_end:\n"
 	".text\n");
+
+extern const char __export_tail_start[], __export_tail_thread[], __export_tail_end[];
+
+/*
+ * clone3(args, size); the child calls fn(a, idx) on the stack of args and
+ * never returns. rdi = args, rsi = size, rdx = fn, rcx = a, r8 = idx.
+ */
+__attribute__((visibility("hidden"))) long blob_clone3(void *args, unsigned long size,
+						       void (*fn)(const void *, long),
+						       const void *a, long idx);
+__asm__(".text\n"
+	".type blob_clone3, @function\n"
+	"blob_clone3:\n"
+	"	mov %rdx, %r9\n"
+	"	mov %rcx, %r10\n"
+	"	mov $435, %eax\n"
+	"	syscall\n"
+	"	test %rax, %rax\n"
+	"	jnz 1f\n"
+	"	xor %ebp, %ebp\n"
+	"	mov %r10, %rdi\n"
+	"	mov %r8, %rsi\n"
+	"	call *%r9\n"
+	"	ud2\n"
+	"1:	ret\n"
+	".size blob_clone3, .-blob_clone3\n");
 
 static long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {
@@ -450,9 +517,8 @@ static void set_timers(const struct rst_blob_args *a)
 	}
 }
 
-static void set_thread(const struct rst_blob_args *a)
+static void set_thread(const struct rst_blob_args *a, const struct rst_blob_thread *t)
 {
-	const struct rst_blob_thread *t = &a->thread;
 	long r;
 
 	if (t->rseq_ptr) {
@@ -466,6 +532,96 @@ static void set_thread(const struct rst_blob_args *a)
 	r = sys2(__NR_arch_prctl, ARCH_SET_GS, t->gs_base);
 	if (r < 0)
 		fail(a, "ARCH_SET_GS to", t->gs_base, r);
+	if (t->name[0]) {
+		r = sys2(__NR_prctl, PR_SET_NAME, t->name);
+		if (r < 0)
+			fail(a, "PR_SET_NAME of thread", (unsigned long)t->tid, r);
+	}
+	/* Returns the caller's tid, never fails. */
+	sys1(__NR_set_tid_address, t->clear_tid);
+}
+
+static const struct rst_blob_thread *thread_at(const struct rst_blob_args *a, long idx)
+{
+	return (const struct rst_blob_thread *)at(a, a->threads_off) + idx;
+}
+
+static volatile int32_t *tail_word(const struct rst_blob_args *a, uint32_t off)
+{
+	return (volatile int32_t *)(a->area_start + a->tail_off + off);
+}
+
+/*
+ * A created thread: its own credentials (they are per thread), rseq, fs/gs,
+ * name and clear_child_tid, then the tail, where it waits for the others.
+ */
+static __attribute__((noreturn)) void thread_main(const void *arg, long idx)
+{
+	const struct rst_blob_args *a = arg;
+	const struct rst_blob_thread *t = thread_at(a, idx);
+	uint64_t entry = a->area_start + a->tail_off +
+			 (uint64_t)(__export_tail_thread - __export_tail_start);
+
+	set_creds(a);
+	set_thread(a, t);
+	{
+		register uint64_t frame __asm__("r12") = t->frame_sp;
+		register volatile int32_t *go __asm__("r13") = tail_word(a, RST_TAIL_GO_OFF);
+		register volatile int32_t *ready __asm__("r14") =
+			tail_word(a, RST_TAIL_READY_OFF);
+
+		__asm__ volatile("jmp *%0"
+				 :
+				 : "r"(entry), "r"(frame), "r"(go), "r"(ready)
+				 : "memory");
+	}
+	__builtin_unreachable();
+}
+
+/*
+ * Create every other thread with its TID, sharing everything a thread
+ * shares; fs/gs are set by the thread itself. Before set_creds: clone3 with
+ * set_tid needs the privileges the dumped credentials may lack.
+ */
+static void create_threads(const struct rst_blob_args *a)
+{
+	const unsigned long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+				    CLONE_THREAD | CLONE_SYSVSEM;
+
+	*tail_word(a, RST_TAIL_GO_OFF) = 0;
+	*tail_word(a, RST_TAIL_READY_OFF) = (int32_t)(a->nr_threads - 1);
+	for (uint32_t i = 1; i < a->nr_threads; i++) {
+		const struct rst_blob_thread *t = thread_at(a, i);
+		int32_t tid = t->tid;
+		struct clone_args ca;
+		long r;
+
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = flags;
+		ca.stack = t->stack_top - RST_THREAD_STACK_SIZE;
+		ca.stack_size = RST_THREAD_STACK_SIZE;
+		ca.set_tid = (uint64_t)&tid;
+		ca.set_tid_size = 1;
+		r = blob_clone3(&ca, sizeof(ca), thread_main, a, (long)i);
+		if (r < 0)
+			fail(a, "clone3 of thread", (unsigned long)t->tid, r);
+		if (r != t->tid)
+			fail(a, "clone3 gave another tid to thread", (unsigned long)t->tid, -17);
+	}
+}
+
+/* Until every created thread sits in the tail; one that fails ends the process. */
+static void wait_threads(const struct rst_blob_args *a)
+{
+	volatile int32_t *ready = tail_word(a, RST_TAIL_READY_OFF);
+
+	for (;;) {
+		int32_t v = __atomic_load_n(ready, __ATOMIC_ACQUIRE);
+
+		if (v <= 0)
+			break;
+		sys4(__NR_futex, ready, FUTEX_WAIT_PRIVATE, v, 0);
+	}
 }
 
 __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct rst_blob_args *a)
@@ -487,20 +643,27 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	for (uint32_t i = 0; i < a->nr_close_fds; i++)
 		sys1(__NR_close, fds[i]);
 	set_sigactions(a);
+	create_threads(a);
 	set_creds(a);
 	r = sys2(__NR_prctl, PR_SET_PDEATHSIG, 0);
 	if (r < 0)
 		fail(a, "PR_SET_PDEATHSIG", 0, r);
-	set_thread(a);
+	set_thread(a, thread_at(a, 0));
 	set_timers(a);
+	wait_threads(a);
 	r = sys3(__NR_write, a->status_fd, &ok, 1);
 	if (r != 1)
 		fail(a, "writing the status byte to fd", (unsigned long)a->status_fd, r < 0 ? r : -5);
 	sys1(__NR_close, a->status_fd);
-	__asm__ volatile("jmp *%3"
-			 :
-			 : "D"(a->area_start), "S"(a->tail_off), "d"(a->thread.frame_sp),
-			   "r"(a->area_start + a->tail_off)
-			 : "memory");
+	{
+		register uint64_t frame __asm__("r12") = thread_at(a, 0)->frame_sp;
+		register volatile int32_t *go __asm__("r13") = tail_word(a, RST_TAIL_GO_OFF);
+
+		__asm__ volatile("jmp *%2"
+				 :
+				 : "D"(a->area_start), "S"(a->tail_off),
+				   "r"(a->area_start + a->tail_off), "r"(frame), "r"(go)
+				 : "memory");
+	}
 	__builtin_unreachable();
 }

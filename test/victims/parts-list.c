@@ -6,7 +6,7 @@
 #include "victim.h"
 
 extern const struct victim_part victim_part_mem, victim_part_signals, victim_part_regs,
-	victim_part_files;
+	victim_part_files, victim_part_pipes, victim_part_fdkinds, victim_part_unsup;
 
 const struct victim_part *const victim_parts[] = {
 #ifdef WITH_MEM
@@ -17,6 +17,15 @@ const struct victim_part *const victim_parts[] = {
 #endif
 #ifdef WITH_REGS
 	&victim_part_regs,
+#endif
+#ifdef WITH_PIPES
+	&victim_part_pipes,
+#endif
+#ifdef WITH_FDKINDS
+	&victim_part_fdkinds,
+#endif
+#if defined(UNSUP_EPOLL) || defined(UNSUP_SOCKET)
+	&victim_part_unsup,
 #endif
 #ifdef WITH_FILES
 	&victim_part_files,
