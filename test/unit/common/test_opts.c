@@ -227,6 +227,8 @@ static void test_valid_defaults_and_aliases(void **state)
 	assert_int_equal(PARSE(&o, "dump", "--help"), 1);
 }
 
+int run_ps_proto_tests(void);
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,5 +245,5 @@ int main(void)
 	};
 	int r = cmocka_run_group_tests_name("opts", tests, NULL, NULL);
 
-	return r | run_util_tests();
+	return r | run_util_tests() | run_ps_proto_tests();
 }
