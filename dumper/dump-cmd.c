@@ -479,6 +479,7 @@ int cmd_dump(const struct relive_opts *opts)
 		close(keeper.pidfd);
 	dmp_files_fini(&ctx.files);
 	free(ctx.thread_states);
+	dmp_pending_free(&ctx);
 	free(ctx.runs.runs);
 	free(ctx.pre_vmas);
 	close(ctx.dirfd);

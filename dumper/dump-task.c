@@ -2,8 +2,9 @@
  * Per-process and per-thread state that is not memory: task-<pid>.img
  * (identity, credentials, limits, cwd/root, signal handlers, timers) and
  * core-<tid>.img (registers, the xsave area, signal mask, rseq, name,
- * sigaltstack, clear_child_tid). Handlers and timers come from the
- * parasite, which sees them from inside; per-thread state from each thread.
+ * sigaltstack, clear_child_tid, queued signals). Handlers and timers come
+ * from the parasite, which sees them from inside; per-thread state from each
+ * thread; the signal queues were read at the freeze (dump-threads.c).
  */
 #include "dump.h"
 
@@ -37,6 +38,29 @@ struct rseq_config {
 };
 
 #define XSAVE_BUF_MAX (64U << 10)
+
+/* Q as siginfo entries (raw, 128 bytes each); *RET is NULL for an empty queue. */
+static int sigqueue_entries(const struct dmp_sigqueue *q, SiginfoEntry ***ret)
+{
+	SiginfoEntry **pp;
+	SiginfoEntry *e;
+
+	*ret = NULL;
+	if (!q->nr)
+		return 0;
+	pp = calloc(q->nr, sizeof(*pp) + sizeof(*e));
+	if (!pp)
+		return -ENOMEM;
+	e = (SiginfoEntry *)(pp + q->nr);
+	for (size_t i = 0; i < q->nr; i++) {
+		siginfo_entry__init(&e[i]);
+		e[i].raw.data = (uint8_t *)&q->si[i];
+		e[i].raw.len = sizeof(q->si[i]);
+		pp[i] = &e[i];
+	}
+	*ret = pp;
+	return 0;
+}
 #define NR_RLIMITS 16
 
 static int dump_creds(pid_t pid, CredsEntry *c, uint32_t *groups)
@@ -89,6 +113,7 @@ int dmp_task(struct dump_ctx *ctx)
 	RlimitEntry rl[NR_RLIMITS], *rlp[NR_RLIMITS];
 	SigactionEntry sa[64], *sap[64];
 	ItimerEntry it[3], *itp[3];
+	_cleanup_free_ SiginfoEntry **shared = NULL;
 	struct psite_sigaction acts[PSITE_NSIG];
 	struct psite_misc misc;
 	uint32_t groups[64];
@@ -168,6 +193,11 @@ int dmp_task(struct dump_ctx *ctx)
 	}
 	te.n_itimers = 3;
 	te.itimers = itp;
+	r = sigqueue_entries(&ctx->shared_pending, &shared);
+	if (r)
+		return r;
+	te.n_shared_pending = ctx->shared_pending.nr;
+	te.shared_pending = shared;
 
 	r = img_open(&img, ctx->dirfd, IMG_TASK, (uint32_t)ctx->pid, IMG_WRITE);
 	if (r) {
@@ -182,7 +212,8 @@ int dmp_task(struct dump_ctx *ctx)
 	return r;
 }
 
-static int dump_one_core(struct dump_ctx *ctx, pid_t tid, const struct dmp_thread_state *ts)
+static int dump_one_core(struct dump_ctx *ctx, pid_t tid, const struct dmp_thread_state *ts,
+			 const struct dmp_sigqueue *pending)
 {
 	CoreEntry ce = CORE_ENTRY__INIT;
 	UserRegsEntry ure = USER_REGS_ENTRY__INIT;
@@ -190,6 +221,7 @@ static int dump_one_core(struct dump_ctx *ctx, pid_t tid, const struct dmp_threa
 	SigaltstackEntry sse = SIGALTSTACK_ENTRY__INIT;
 	_cleanup_free_ uint8_t *xsave = NULL;
 	_cleanup_free_ char *name = NULL;
+	_cleanup_free_ SiginfoEntry **pend = NULL;
 	struct user_regs_struct regs;
 	struct rseq_config rseq;
 	struct iovec iov;
@@ -248,6 +280,11 @@ static int dump_one_core(struct dump_ctx *ctx, pid_t tid, const struct dmp_threa
 			name[nlen - 1] = '\0';
 		ce.name = name;
 	}
+	r = sigqueue_entries(pending, &pend);
+	if (r)
+		return r;
+	ce.n_pending = pending->nr;
+	ce.pending = pend;
 	ce.tid = (uint32_t)tid;
 #define R(f) ure.f = regs.f
 	R(r15); R(r14); R(r13); R(r12); R(rbp); R(rbx); R(r11); R(r10); R(r9); R(r8);
@@ -277,7 +314,7 @@ int dmp_cores(struct dump_ctx *ctx)
 
 	tids = psite_frozen_tids(ctx->frozen, &nr);
 	for (size_t i = 0; i < nr; i++) {
-		r = dump_one_core(ctx, tids[i], &ctx->thread_states[i]);
+		r = dump_one_core(ctx, tids[i], &ctx->thread_states[i], &ctx->pending[i]);
 		if (r)
 			return r;
 	}

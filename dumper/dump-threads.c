@@ -2,9 +2,13 @@
  * Per-thread state of a multi-threaded dump that neither /proc nor ptrace
  * gives: each thread's sigaltstack and clear_child_tid (the leader's come
  * from the parasite, the other threads' from two remote syscalls each), and
- * the pending-signal check: queued signals that are blocked (per thread or
- * shared) are not carried by the images yet, so such a process is refused
- * by name.
+ * the queued signals: each thread's private queue and the process's shared
+ * one, read with PTRACE_PEEKSIGINFO right after the freeze and kept as raw
+ * siginfo for core-<tid>.img and task-<pid>.img (the restorer blob queues
+ * them again). Signals that arrive later, while the dump runs, are not in
+ * the images: those the freeze itself caught in a signal-delivery-stop are
+ * held by the parasite library and re-sent on detach (--leave-running), and
+ * lost with the kill otherwise, as if they had come a moment later.
  */
 #include "dump.h"
 
@@ -66,90 +70,101 @@ int dmp_thread_states(struct dump_ctx *ctx, const struct psite_misc *leader)
 	return 0;
 }
 
-#ifndef PTRACE_GETSIGMASK
-#define PTRACE_GETSIGMASK 0x420a
-#endif
 #define PEEK_MAX 64
 
-/* The signals queued for TID (or, with SHARED, for its whole process): a bitmask. */
-static int pending_mask(pid_t tid, bool shared, uint64_t *ret)
+/* Append every signal queued for TID (or, with SHARED, for its process) to Q. */
+static int read_queue(pid_t tid, bool shared, struct dmp_sigqueue *q)
 {
 	struct peeksiginfo_args_ a = { 0, shared ? PTRACE_PEEKSIGINFO_SHARED : 0, PEEK_MAX };
-	siginfo_t si[PEEK_MAX];
 	long n;
 
-	*ret = 0;
 	for (;;) {
-		n = ptrace(PTRACE_PEEKSIGINFO, tid, &a, si);
+		siginfo_t *si = realloc(q->si, (q->nr + PEEK_MAX) * sizeof(*si));
+
+		if (!si)
+			return -ENOMEM;
+		q->si = si;
+		n = ptrace(PTRACE_PEEKSIGINFO, tid, &a, q->si + q->nr);
 		if (n < 0) {
 			pr_perror("tid %d: PTRACE_PEEKSIGINFO%s", (int)tid,
 				  shared ? " (shared)" : "");
 			return -errno;
 		}
-		for (long i = 0; i < n; i++)
-			if (si[i].si_signo >= 1 && si[i].si_signo <= 64)
-				*ret |= 1ULL << (si[i].si_signo - 1);
+		q->nr += (size_t)n;
 		if (n < PEEK_MAX)
 			return 0;
 		a.off += (uint64_t)n;
 	}
 }
 
-static int first_sig(uint64_t mask)
+/*
+ * SIGKILL queued means the process is dying, and a SIGSTOP queued again
+ * would stop the restorer: neither is carried (a stop is about to happen or
+ * not, like a signal that comes a moment later). Everything else is kept in
+ * order, with its siginfo.
+ */
+static void filter_queue(pid_t pid, pid_t tid, struct dmp_sigqueue *q)
 {
-	return mask ? __builtin_ctzll(mask) + 1 : 0;
+	size_t k = 0;
+
+	for (size_t i = 0; i < q->nr; i++) {
+		int sig = q->si[i].si_signo;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sig < 1 || sig > 64) {
+			pr_warn("pid %d: %s%d: signal %d (%s) queued, not carried by the images\n",
+				(int)pid, tid ? "thread " : "process queue ", tid ? (int)tid : (int)pid,
+				sig, strsignal(sig));
+			continue;
+		}
+		q->si[k++] = q->si[i];
+	}
+	q->nr = k;
+}
+
+void dmp_pending_free(struct dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_pending; i++)
+		free(ctx->pending[i].si);
+	free(ctx->pending);
+	ctx->pending = NULL;
+	ctx->nr_pending = 0;
+	free(ctx->shared_pending.si);
+	ctx->shared_pending.si = NULL;
+	ctx->shared_pending.nr = 0;
 }
 
 /*
- * A queued signal that is not blocked is about to be delivered: with
- * --leave-running it still is, after a kill it is lost as if it came a
- * moment later. One that is blocked (in its thread, or in every thread for
- * the process queue) would outlive the restore, which cannot queue it again
- * yet: refused.
+ * Read every queue while nothing runs in the process yet (before the
+ * parasite): blocked or not, each queued signal is carried and delivered
+ * after the restore under the restored masks, as it would have been.
  */
 int dmp_check_pending(struct dump_ctx *ctx)
 {
 	const pid_t *tids;
-	uint64_t all_blocked = ~0ULL, pend, blocked, ignored = 0;
-	size_t nr;
+	size_t nr, total;
 	int r;
 
+	dmp_pending_free(ctx);
 	tids = psite_frozen_tids(ctx->frozen, &nr);
+	ctx->pending = calloc(nr ? nr : 1, sizeof(*ctx->pending));
+	if (!ctx->pending)
+		return -ENOMEM;
+	ctx->nr_pending = nr;
 	for (size_t i = 0; i < nr; i++) {
-		if (ptrace(PTRACE_GETSIGMASK, tids[i], (void *)sizeof(blocked), &blocked)) {
-			r = -errno;
-			pr_perror("tid %d: cannot read the signal mask", (int)tids[i]);
-			return r;
-		}
-		all_blocked &= blocked;
-		r = pending_mask(tids[i], false, &pend);
+		r = read_queue(tids[i], false, &ctx->pending[i]);
 		if (r)
 			return r;
-		if (pend & blocked) {
-			int sig = first_sig(pend & blocked);
-
-			pr_err("pid %d: thread %d has signal %d (%s) pending and blocked: pending "
-			       "signals are not supported yet\n",
-			       (int)ctx->pid, (int)tids[i], sig, strsignal(sig));
-			return -ENOTSUP;
-		}
-		ignored |= pend;
+		filter_queue(ctx->pid, tids[i], &ctx->pending[i]);
 	}
-	r = pending_mask(ctx->pid, true, &pend);
+	r = read_queue(ctx->pid, true, &ctx->shared_pending);
 	if (r)
 		return r;
-	if (pend & all_blocked) {
-		int sig = first_sig(pend & all_blocked);
-
-		pr_err("pid %d has signal %d (%s) pending for the process, blocked in every "
-		       "thread: pending signals are not supported yet\n",
-		       (int)ctx->pid, sig, strsignal(sig));
-		return -ENOTSUP;
-	}
-	ignored |= pend;
-	if (ignored && !ctx->opts->leave_running)
-		pr_warn("pid %d: signal %d and maybe others were about to be delivered: lost "
-			"with the kill\n",
-			(int)ctx->pid, first_sig(ignored));
+	filter_queue(ctx->pid, 0, &ctx->shared_pending);
+	total = ctx->shared_pending.nr;
+	for (size_t i = 0; i < nr; i++)
+		total += ctx->pending[i].nr;
+	if (total)
+		pr_info("pid %d: %zu queued signal(s) carried (%zu for the process)\n",
+			(int)ctx->pid, total, ctx->shared_pending.nr);
 	return 0;
 }

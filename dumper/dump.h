@@ -7,6 +7,7 @@
 #define RELIVE_DUMPER_DUMP_H
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -54,6 +55,12 @@ int dmp_scan_vma(struct dmp_scanner *sc, const VmaEntry *ve, bool lazy_mode,
 bool dmp_vma_lazy(const VmaEntry *ve);
 bool dmp_vma_has_data(const VmaEntry *ve);
 
+/* One signal queue as PTRACE_PEEKSIGINFO gave it: raw siginfo, oldest first. */
+struct dmp_sigqueue {
+	siginfo_t *si;
+	size_t nr;
+};
+
 struct dump_ctx {
 	const struct relive_opts *opts;
 	int dirfd;
@@ -72,6 +79,10 @@ struct dump_ctx {
 	uint64_t pages_written, pages_lazy, pages_zero;
 	/* per thread, in psite_frozen_tids() order: what only the thread knows */
 	struct dmp_thread_state *thread_states;
+	/* queued signals, read right after the freeze: per thread (tids order), shared */
+	struct dmp_sigqueue *pending;
+	size_t nr_pending;
+	struct dmp_sigqueue shared_pending;
 };
 
 /* A thread's sigaltstack and clear_child_tid, as the thread itself reported them. */
@@ -91,9 +102,10 @@ void dmp_files_fini(struct dump_files *files);
 /* dump-task.c: task-<pid>.img and core-<tid>.img for every thread. */
 int dmp_task(struct dump_ctx *ctx);
 /* dump-threads.c: the per-thread state only each thread can report (needs the
- * parasite in the leader); the pending-signal check. */
+ * parasite in the leader); the queued signals, read at the freeze. */
 int dmp_thread_states(struct dump_ctx *ctx, const struct psite_misc *leader);
 int dmp_check_pending(struct dump_ctx *ctx);
+void dmp_pending_free(struct dump_ctx *ctx);
 int dmp_cores(struct dump_ctx *ctx);
 
 /*

@@ -380,6 +380,7 @@ static int run_loop(struct lp_ctx *ctx)
 		lp_stats_progress(ctx, now, false);
 		turn(ctx, busy);
 		busy = lp_install_pending(ctx);
+		lp_guard_sync(ctx);
 	}
 }
 
@@ -482,6 +483,8 @@ int cmd_lazy_pages(const struct relive_opts *opts)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	ret = ctx_init(ctx, opts);
+	if (!ret)
+		ret = lp_guard_start(ctx);
 	if (!ret && opts->status_fd >= 0) {
 		/* as CRIU: one zero byte when the daemon is ready for restore */
 		if (write(opts->status_fd, "", 1) != 1)
@@ -491,8 +494,10 @@ int cmd_lazy_pages(const struct relive_opts *opts)
 	if (!ret)
 		ret = run_loop(ctx);
 	if (ctx->ring_ok && ret != -ENOMEM && ctx->total_pages) {
-		if (ret)
+		if (ret) {
+			lp_guard_abandon(ctx);
 			abandon(ctx, ret);
+		}
 		if (!ctx->st.t_end_us)
 			ctx->st.t_end_us = util_now_us();
 		lp_stats_progress(ctx, util_now_us(), true);
@@ -502,6 +507,7 @@ int cmd_lazy_pages(const struct relive_opts *opts)
 	}
 	if (!ret && ctx->nr_failed)
 		ret = -ECHILD;
+	lp_guard_stop(ctx);
 	ctx_fini(ctx);
 	free(ctx);
 	return ret ? 1 : 0;

@@ -218,6 +218,10 @@ static int recv_hello(struct lp_ctx *ctx, struct lp_hand *h)
 		pr_perror("pid %u: cannot make its uffd non-blocking", pid);
 		goto out;
 	}
+	/* guarded before 'A': from then on the process may run on this uffd */
+	ret = lp_guard_add(ctx, p, h->peer_pid);
+	if (ret)
+		goto out;
 	if (send(h->fd, "A", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
 		ret = -errno;
 		pr_perror("handover for pid %u: cannot answer", pid);

@@ -296,6 +296,7 @@ static int on_fork(struct lp_ctx *ctx, struct lp_proc *p, int ufd)
 	c->handed = c->ready = true;
 	c->next = ctx->procs;
 	ctx->procs = c;
+	lp_guard_fork(ctx, p, c);
 	pr_info("pid %u forked: a child with %llu pending pages joins (uffd %d)\n", c->parent,
 		(unsigned long long)c->mm.nr_missing, ufd);
 	return lp_uffd_arm(ctx, c);

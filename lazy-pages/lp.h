@@ -159,6 +159,7 @@ struct lp_ctx {
 	bool ring_ok;
 	unsigned int nr_failed; /* processes whose handover failed */
 	int fatal; /* non-zero: stop the loop and exit with an error */
+	struct lp_guard *guard; /* lp-guard.c: holds our uffds should we die */
 	struct lp_stats st;
 };
 
@@ -186,6 +187,19 @@ void lp_faults_recheck(struct lp_ctx *ctx);
 bool lp_install_pending(struct lp_ctx *ctx);
 /* The process is gone or lost: forget its pages; kill it if its memory never came. */
 void lp_proc_drop(struct lp_ctx *ctx, struct lp_proc *p, bool kill_it, const char *why);
+
+/* lp-guard.c: a process sharing our descriptor table that kills the
+ * processes left incomplete should the daemon die (docs/failure-modes.md). */
+int lp_guard_start(struct lp_ctx *ctx);
+/* Before the handover is acknowledged: pid is guarded from now on. */
+int lp_guard_add(struct lp_ctx *ctx, struct lp_proc *p, uint32_t pid);
+void lp_guard_fork(struct lp_ctx *ctx, struct lp_proc *parent, struct lp_proc *child);
+/* Once per loop turn: complete or not, forked children's pids. */
+void lp_guard_sync(struct lp_ctx *ctx);
+/* Giving up: kill the forked children the daemon cannot name (abandon() the rest). */
+void lp_guard_abandon(struct lp_ctx *ctx);
+/* The daemon exits on purpose: the guard leaves and is reaped. */
+void lp_guard_stop(struct lp_ctx *ctx);
 
 /* lp-conn.c */
 int lp_conn_init(struct lp_ctx *ctx, struct lp_conn *c, int chan);

@@ -2,7 +2,7 @@
  * The restorer area of one task, built by its helper: placed in a gap of
  * both the target layout and the helper's own, it holds the blob, its args
  * (VMAs, page runs, sigactions, mm fields, creds, per-thread state,
- * the lazy ranges and the uffd in a lazy restore), a stack,
+ * queued signals, the lazy ranges and the uffd in a lazy restore), a stack,
  * a scratch slot for moving the vdso, and the tail (two-syscall trampoline
  * and the rt_sigreturn frame). Then the helper unregisters glibc's rseq and
  * jumps in.
@@ -52,6 +52,28 @@ static uint64_t take(struct bump *b, uint64_t len)
 	return o;
 }
 
+/* Raw siginfo (checked to be RST_SIGINFO_SIZE bytes by the plan) into the args. */
+static uint64_t put_siginfo(struct rst_blob_args *a, struct bump *b, SiginfoEntry *const *e,
+			    size_t n)
+{
+	uint64_t off = take(b, n * RST_SIGINFO_SIZE);
+
+	for (size_t i = 0; i < n; i++)
+		memcpy((uint8_t *)a + off + i * RST_SIGINFO_SIZE, e[i]->raw.data,
+		       RST_SIGINFO_SIZE);
+	return off;
+}
+
+/* Signals queued for the process and for each thread. */
+static uint64_t nr_siginfo(const struct rst_task *t)
+{
+	uint64_t n = t->task->n_shared_pending;
+
+	for (size_t i = 0; i < t->nr_threads; i++)
+		n += t->threads[i].core->n_pending;
+	return n;
+}
+
 static uint64_t args_size(const struct rst_task *t)
 {
 	return sizeof(struct rst_blob_args) + 8 * 8 + t->nr_vmas * sizeof(struct rst_blob_vma) +
@@ -59,7 +81,8 @@ static uint64_t args_size(const struct rst_task *t)
 	       t->task->n_sigactions * sizeof(struct rst_blob_sigaction) +
 	       (t->nr_vmas + 2) * sizeof(int32_t) + t->mm->n_auxv * 8 +
 	       t->task->creds->n_groups * sizeof(uint32_t) +
-	       t->nr_threads * sizeof(struct rst_blob_thread);
+	       t->nr_threads * sizeof(struct rst_blob_thread) +
+	       (t->nr_threads + 1) * 8 + nr_siginfo(t) * RST_SIGINFO_SIZE;
 }
 
 /* Bytes of the tail given to one thread's frame, 64-byte aligned. */
@@ -143,6 +166,8 @@ static void fill_task(struct rst_child *c, struct rst_blob_args *a, struct bump 
 		sa[i].mask = te->sigactions[i]->mask;
 	}
 	a->nr_sigacts = (uint32_t)te->n_sigactions;
+	a->nr_shared_pending = (uint32_t)te->n_shared_pending;
+	a->shared_pending_off = put_siginfo(a, b, te->shared_pending, te->n_shared_pending);
 	for (size_t i = 0; i < te->n_itimers; i++) {
 		a->itimers[i].which = te->itimers[i]->which;
 		a->itimers[i].interval_us = te->itimers[i]->interval_us;
@@ -262,6 +287,9 @@ static int fill_threads(struct rst_child *c, struct rst_blob_args *a, struct bum
 		r = fill_thread(c, i, tail + off, len, xcomp_end, &bt[i]);
 		if (r)
 			return r;
+		bt[i].nr_pending = (uint32_t)task->threads[i].core->n_pending;
+		bt[i].pending_off = put_siginfo(a, b, task->threads[i].core->pending,
+						task->threads[i].core->n_pending);
 		off += len;
 		if (i)
 			bt[i].stack_top = (uint64_t)(uintptr_t)c->area + stacks_off +

@@ -154,6 +154,35 @@ static int load_pstree(int dirfd, struct rst_plan *p)
 	return r;
 }
 
+/*
+ * Queued signals: raw siginfo of the kernel's size, a signal the restorer
+ * may queue (not SIGKILL/SIGSTOP), at most RST_MAX_PENDING per queue.
+ */
+static int check_siginfo(SiginfoEntry *const *e, size_t n, const char *img, uint32_t id)
+{
+	if (n > RST_MAX_PENDING) {
+		pr_err("%s-%u.img: %zu queued signals, more than %u\n", img, id, n,
+		       RST_MAX_PENDING);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int32_t signo;
+
+		if (e[i]->raw.len != RST_SIGINFO_SIZE) {
+			pr_err("%s-%u.img: queued signal %zu has a siginfo of %zu bytes, not %u\n",
+			       img, id, i, e[i]->raw.len, RST_SIGINFO_SIZE);
+			return -EINVAL;
+		}
+		memcpy(&signo, e[i]->raw.data, sizeof(signo));
+		if (signo < 1 || signo > 64 || signo == 9 || signo == 19) {
+			pr_err("%s-%u.img: queued signal %zu is signal %d, which cannot be queued\n",
+			       img, id, i, (int)signo);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int load_task(int dirfd, struct rst_task *t)
 {
 	TaskEntry *te;
@@ -193,6 +222,9 @@ static int load_task(int dirfd, struct rst_task *t)
 			return -EINVAL;
 		}
 	}
+	r = check_siginfo(te->shared_pending, te->n_shared_pending, "task", t->pid);
+	if (r)
+		return r;
 	if (te->n_posix_timers) {
 		pr_err("task-%u.img: posix timers are not supported yet\n", t->pid);
 		return -ENOTSUP;
@@ -222,12 +254,7 @@ static int load_core(int dirfd, struct rst_thread *th)
 		       th->tid, c->has_xsave ? c->xsave.len : 0);
 		return -EINVAL;
 	}
-	if (c->n_pending) {
-		pr_err("core-%u.img: %zu pending signals: not supported yet\n", th->tid,
-		       c->n_pending);
-		return -ENOTSUP;
-	}
-	return 0;
+	return check_siginfo(c->pending, c->n_pending, "core", th->tid);
 }
 
 /* core-<tid>.img of every thread of pstree.img (the list is in t->threads). */

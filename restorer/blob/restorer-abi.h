@@ -7,7 +7,8 @@
  * Per-thread state (frame, fs/gs, rseq, clear_child_tid, name) is one block
  * per thread, apart from per-process state (VMAs, runs, sigactions, mm,
  * creds); the blob creates the other threads with their TIDs. In a lazy restore the args also carry the
- * userfaultfd, the handover socket and the ranges to register.
+ * userfaultfd, the handover socket and the ranges to register. Queued
+ * signals are raw 128-byte siginfo, each thread's and the process's own.
  */
 #ifndef RELIVE_RESTORER_ABI_H
 #define RELIVE_RESTORER_ABI_H
@@ -16,7 +17,7 @@
 #include <stdint.h>
 
 #define RST_BLOB_MAGIC 0x52535442u /* "RSTB" */
-#define RST_BLOB_VERSION 3u /* 3: one rst_blob_thread per thread */
+#define RST_BLOB_VERSION 4u /* 4: queued signals, per thread and shared */
 
 #define RST_STACK_SIZE (64u * 1024)
 /* Highest user address + 1 with 4-level paging (the default mmap limit). */
@@ -27,6 +28,9 @@
 /* The blob's stack of each thread it creates (not the leader's). */
 #define RST_THREAD_STACK_SIZE (16u * 1024)
 #define RST_MAX_THREADS 4096u
+/* Queued signals: the kernel's siginfo_t, and at most this many per queue. */
+#define RST_SIGINFO_SIZE 128u
+#define RST_MAX_PENDING 65536u
 
 /*
  * The tail, left mapped in the restored process: [code | go | ready | frames].
@@ -146,10 +150,11 @@ struct rst_blob_thread {
 	uint64_t clear_tid; /* set_tid_address; 0: none */
 	uint64_t stack_top; /* created threads: top of its blob stack */
 	int32_t tid;
-	uint32_t pad;
+	uint32_t nr_pending; /* signals queued for this thread */
 	char name[16]; /* PR_SET_NAME, NUL-terminated; "" keeps the leader's */
+	uint64_t pending_off; /* RST_SIGINFO_SIZE bytes each, oldest first */
 };
-_Static_assert(sizeof(struct rst_blob_thread) == 80, "rst_blob_thread size");
+_Static_assert(sizeof(struct rst_blob_thread) == 88, "rst_blob_thread size");
 
 struct rst_blob_args {
 	uint32_t magic;
@@ -185,10 +190,11 @@ struct rst_blob_args {
 	struct rst_blob_mm mm;
 	struct rst_blob_creds creds;
 	uint32_t nr_threads;
-	uint32_t pad2;
+	uint32_t nr_shared_pending; /* signals queued for the process */
 	uint64_t threads_off; /* struct rst_blob_thread[nr_threads], the leader first */
+	uint64_t shared_pending_off; /* RST_SIGINFO_SIZE bytes each, oldest first */
 };
 _Static_assert(offsetof(struct rst_blob_args, moves) == 128, "rst_blob_args moves");
-_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 16, "args size");
+_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 24, "args size");
 
 #endif

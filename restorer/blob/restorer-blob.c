@@ -9,8 +9,9 @@
  * and closes both (the daemon holds its own copy of the uffd). Then it sets
  * the mm fields and sigactions, creates the other threads with their TIDs
  * (clone3 set_tid), each of which sets its own credentials, rseq, fs/gs,
- * name and clear_child_tid and waits in the tail; the leader does the same
- * plus itimers, waits for every thread, reports success on the status pipe
+ * name and clear_child_tid, queues its own pending signals again and waits
+ * in the tail; the leader does the same plus itimers, waits for every
+ * thread, queues the process's signals, reports success on the status pipe
  * and jumps to the tail: code copied into the last pages of the area, which
  * stay mapped in the restored process, that unmaps the rest of the area,
  * releases the threads and does the leader's rt_sigreturn.
@@ -546,6 +547,36 @@ static const struct rst_blob_thread *thread_at(const struct rst_blob_args *a, lo
 	return (const struct rst_blob_thread *)at(a, a->threads_off) + idx;
 }
 
+/*
+ * Queue again the signals of thread T, from T itself, or with T NULL the
+ * process's, from the leader: the kernel lets a task forge any siginfo
+ * (kill(), tkill(), the kernel's own codes) only for itself. Every thread
+ * blocks everything until its rt_sigreturn, so none is delivered, nor
+ * dropped as ignored, before the dumped mask is back; then the blocked ones
+ * stay pending, as dumped. Order and multiplicity of realtime signals are
+ * kept; standard ones were queued at most once each.
+ */
+static void requeue_signals(const struct rst_blob_args *a, const struct rst_blob_thread *t)
+{
+	const int32_t pid = thread_at(a, 0)->tid;
+	const uint8_t *si = at(a, t ? t->pending_off : a->shared_pending_off);
+	uint32_t nr = t ? t->nr_pending : a->nr_shared_pending;
+
+	for (uint32_t i = 0; i < nr; i++, si += RST_SIGINFO_SIZE) {
+		int32_t signo = *(const int32_t *)si;
+		long r;
+
+		if (t)
+			r = sys4(__NR_rt_tgsigqueueinfo, pid, t->tid, signo, si);
+		else
+			r = sys3(__NR_rt_sigqueueinfo, pid, signo, si);
+		if (r < 0)
+			fail(a, t ? "rt_tgsigqueueinfo of the thread's signal" :
+				    "rt_sigqueueinfo of the process's signal",
+			     (unsigned long)signo, r);
+	}
+}
+
 static volatile int32_t *tail_word(const struct rst_blob_args *a, uint32_t off)
 {
 	return (volatile int32_t *)(a->area_start + a->tail_off + off);
@@ -564,6 +595,7 @@ static __attribute__((noreturn)) void thread_main(const void *arg, long idx)
 
 	set_creds(a);
 	set_thread(a, t);
+	requeue_signals(a, t);
 	{
 		register uint64_t frame __asm__("r12") = t->frame_sp;
 		register volatile int32_t *go __asm__("r13") = tail_word(a, RST_TAIL_GO_OFF);
@@ -651,6 +683,8 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	set_thread(a, thread_at(a, 0));
 	set_timers(a);
 	wait_threads(a);
+	requeue_signals(a, thread_at(a, 0));
+	requeue_signals(a, NULL);
 	r = sys3(__NR_write, a->status_fd, &ok, 1);
 	if (r != 1)
 		fail(a, "writing the status byte to fd", (unsigned long)a->status_fd, r < 0 ? r : -5);

@@ -25,6 +25,13 @@
 #                   whose pages never arrived, the victim (lazy-touch: it
 #                   faults all the time, and is sent SIGUSR2 too) is killed
 #                   and never writes a verdict, the keeper is gone.
+# CASE kill-daemon: veth + tbf; kill -9 of `relive lazy-pages` mid-stream
+#                   while the victim (lazy-touch) faults: its guard (same
+#                   descriptor table, so the uffd stays open) kills the victim,
+#                   which never writes a verdict (no zero page was ever read),
+#                   names it in a "lazy-pages died: killed pid N" line, and
+#                   leaves; no relive process is left once the source is
+#                   stopped.
 # CASE link-flap:   veth + tbf; the destination's veth goes down for 1 s
 #                   mid-stream while the victim faults: both sides exit 0 and
 #                   the victim PASSes.
@@ -332,6 +339,45 @@ kill-source)
 	sleep 0.5
 	[[ ! -e $V_DIR/verdict ]] || die "the victim ran without its memory: $(cat "$V_DIR/verdict")"
 	[[ -z $(keepers) ]] || die "keeper(s) $(keepers) outlived the source"
+	;;
+kill-daemon)
+	net_up
+	net_slow
+	begin "$@"
+	go 30
+	sleep 1
+	kill -0 "$LP_PID" 2>/dev/null || die "the stream ended before the daemon could be killed"
+	grep -q "guard [0-9]* holds" "$DST/lazy-pages.log" || die "the daemon started no guard"
+	kill -9 "$LP_PID"
+	{ wait "$LP_PID"; } 2>/dev/null || true
+	log "killed the daemon $LP_PID mid-stream"
+	# Were it let run on zero pages, it would now write a verdict (or crash).
+	kill -USR2 "$V_PID" 2>/dev/null || true
+	wait_gone "$V_PID" 10 || [[ $(proc_state "$V_PID") == [ZX] ]] ||
+		die "pid $V_PID still runs after its daemon died"
+	line=$(grep -m1 "lazy-pages died: killed pid $V_PID (" "$TMP/lp.out") ||
+		die "no line names pid $V_PID: $(tail -5 "$TMP/lp.out")"
+	log "guard: ${line#*: }"
+	[[ $line =~ \ ([0-9]+)\ pages\ never\ arrived ]] && ((BASH_REMATCH[1] > 0)) ||
+		die "the line does not count the missing pages: $line"
+	sleep 0.5
+	[[ ! -e $V_DIR/verdict ]] || die "the victim ran without its memory: $(cat "$V_DIR/verdict")"
+	for ((i = 0; i < 50; i++)); do
+		guards=()
+		for g in $(pgrep -x relive-lpguard); do
+			is_ours "$g" && [[ $(proc_state "$g") != [ZX] ]] && guards+=("$g")
+		done
+		((${#guards[@]} == 0)) && break
+		sleep 0.1
+	done
+	((${#guards[@]} == 0)) || die "the guard ${guards[*]} outlived the victim"
+	# The source waits for a daemon that will not come back: stop it.
+	kill -9 "$SRC_PID"
+	{ wait "$SRC_PID"; } 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		[[ -z $(keepers) ]] && break
+		sleep 0.1
+	done
 	;;
 link-flap)
 	net_up
