@@ -219,7 +219,7 @@ class Bench:
                  300, "the workload to start", p)
         return p, wlog
 
-    def hist_now(self, pid, wlog, n, timeout=5):
+    def hist_now(self, pid, wlog, n, timeout=20):
         os.kill(pid, signal.SIGUSR1)
         wait_for(lambda: self.count_hist(wlog) >= n, timeout, "the workload's histogram")
 
@@ -399,8 +399,10 @@ class Bench:
         resume = mg[1]
         before = [t for t in ticks if freeze - BEFORE_S <= t[0] <= freeze]
         after = [t for t in ticks if resume < t[0] <= resume + AFTER_S]
-        cnt_before = max((t[2] for t in ticks if t[0] <= freeze), default=0)
-        cnt_after = min((t[2] for t in ticks if t[0] > resume), default=0)
+        # the victim's own gap bounds the migration: a tick printed after the dump
+        # started but before the freeze took hold counts as before
+        cnt_before = max((t[2] for t in ticks if t[0] <= mg[0]), default=0)
+        cnt_after = min((t[2] for t in ticks if t[0] >= mg[1]), default=0)
         if cnt_after != cnt_before + 1:
             raise RunError("counter went from %d to %d across the migration"
                            % (cnt_before, cnt_after))
