@@ -66,8 +66,15 @@ static int check_vma(const struct rst_vma *v, size_t i, uint64_t prev_end, char 
 	if (v->start % PG || v->end % PG)
 		return fail(err, len, "vma %zu [0x%" PRIx64 "-0x%" PRIx64 "): not page-aligned", i,
 			    v->start, v->end);
-	if (v->kind == VMA_KIND__VMA_VSYSCALL)
+	if (v->kind == VMA_KIND__VMA_VSYSCALL) {
+		/* The one fixed legacy page: anything else is not a vsyscall VMA. */
+		if (v->start != 0xffffffffff600000ULL || v->end != 0xffffffffff601000ULL)
+			return fail(err, len,
+				    "vma %zu [0x%" PRIx64 "-0x%" PRIx64
+				    "): a vsyscall vma must be 0xffffffffff600000-0xffffffffff601000",
+				    i, v->start, v->end);
 		return 0;
+	}
 	if (v->end > RST_TASK_SIZE)
 		return fail(err, len,
 			    "vma %zu [0x%" PRIx64 "-0x%" PRIx64 "): beyond the user address space",
