@@ -1,8 +1,9 @@
 /*
- * `relive dump`: freeze the process, collect its state through /proc, ptrace
- * and the parasite, write the image directory, and only then kill it (or let
- * it run with --leave-running). Any failure leaves the victim cured and
- * running, and the inventory (written last) absent.
+ * `relive dump`: freeze the process and its descendants (dump-tree.c),
+ * collect each one's state through /proc, ptrace and the parasite, write the
+ * image directory, and only then kill them (or let them run with
+ * --leave-running). Any failure leaves every process cured and running, and
+ * the inventory (written last) absent. Lazy dumps take a single process.
  *
  * With --lazy-pages the private anonymous pages are not written: before the
  * cure the parasite clones a keeper sharing the address space, the victim is
@@ -53,30 +54,6 @@ static int write_single(struct dump_ctx *ctx, enum img_kind kind, const Protobuf
 	if (r)
 		pr_err("%s\n", img.err);
 	return r;
-}
-
-static int write_pstree(struct dump_ctx *ctx)
-{
-	PstreeEntry pe = PSTREE_ENTRY__INIT;
-	_cleanup_free_ uint32_t *threads = NULL;
-	const pid_t *tids;
-	size_t nr;
-
-	tids = psite_frozen_tids(ctx->frozen, &nr);
-	threads = calloc(nr + 1, sizeof(*threads));
-	if (!threads)
-		return -ENOMEM;
-	pe.pid = (uint32_t)ctx->pid;
-	pe.ppid = (uint32_t)ctx->stat.ppid;
-	pe.pgid = (uint32_t)ctx->stat.pgid;
-	pe.sid = (uint32_t)ctx->stat.sid;
-	/* The leader first, then the other threads in freeze order. */
-	threads[pe.n_threads++] = (uint32_t)ctx->pid;
-	for (size_t i = 0; i < nr; i++)
-		if (tids[i] != ctx->pid)
-			threads[pe.n_threads++] = (uint32_t)tids[i];
-	pe.threads = threads;
-	return write_single(ctx, IMG_PSTREE, &pe.base);
 }
 
 static int write_inventory(struct dump_ctx *ctx, const uint8_t token[IMG_SESSION_TOKEN_LEN])
@@ -148,7 +125,7 @@ static int check_target(pid_t pid, struct proc_stat *st)
 	return 0;
 }
 
-/* Scope of this version: any number of threads (the leader alive), no children. */
+/* Scope of this version: any number of threads (the leader alive); children are dumped too. */
 static int check_scope(struct dump_ctx *ctx)
 {
 	const pid_t *tids;
@@ -156,19 +133,8 @@ static int check_scope(struct dump_ctx *ctx)
 	size_t nr;
 
 	tids = psite_frozen_tids(ctx->frozen, &nr);
-	for (size_t i = 0; i < nr; i++) {
-		_cleanup_free_ char *children = NULL;
-		char path[80];
-
+	for (size_t i = 0; i < nr; i++)
 		leader |= tids[i] == ctx->pid;
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)ctx->pid,
-			 (int)tids[i]);
-		if (util_read_file(AT_FDCWD, path, &children, NULL) == 0 && children[0]) {
-			pr_err("pid %d has children (%s): process trees are not supported yet\n",
-			       (int)ctx->pid, children);
-			return -ENOTSUP;
-		}
-	}
 	if (!leader) {
 		pr_err("pid %d: its main thread has exited (%zu threads left): not supported\n",
 		       (int)ctx->pid, nr);
@@ -369,12 +335,50 @@ static int lazy_serve(struct dump_ctx *ctx, int lfd, const uint8_t *token,
 	return r;
 }
 
+/*
+ * Everything about process IDX of the tree, frozen: FILES (shared by the
+ * tree: one entry per open file description) is lent to it meanwhile.
+ */
+static int dump_process(struct dump_tree *t, size_t idx, struct dump_files *files,
+			struct lazy_keeper *k)
+{
+	struct dump_ctx *ctx = &t->procs[idx];
+	int r;
+
+	if (ctx->zombie)
+		return 0;
+	ctx->files = *files;
+	r = check_scope(ctx);
+	if (!r)
+		r = proc_read_stat(ctx->pid, &ctx->stat);
+	/* Before the parasite adds its control socket to the fd table. */
+	if (!r)
+		r = dmp_files(ctx);
+	if (!r)
+		r = dmp_mm_collect(ctx);
+	if (!r)
+		r = dump_infected(ctx, k);
+	if (!r)
+		r = dmp_cores(ctx);
+	*files = ctx->files;
+	memset(&ctx->files, 0, sizeof(ctx->files));
+	if (r && idx)
+		pr_err("dump of pid %d (child of %d in the tree) failed\n", (int)ctx->pid,
+		       (int)ctx->stat.ppid);
+	return r;
+}
+
 int cmd_dump(const struct relive_opts *opts)
 {
-	struct dump_ctx ctx = { .opts = opts, .dirfd = -1, .pid = opts->tree };
+	struct dump_tree tree = { 0 };
+	struct dump_files files = { 0 };
+	struct dump_ctx *ctx;
+	struct proc_stat st;
 	uint8_t token[IMG_SESSION_TOKEN_LEN];
 	struct lazy_keeper keeper = { .pid = 0, .pidfd = -1 };
-	int lfd = -1;
+	uint64_t t_start, freeze_rt;
+	pid_t root = opts->tree;
+	int lfd = -1, dirfd;
 	uint64_t t_end;
 	int r;
 
@@ -392,7 +396,7 @@ int cmd_dump(const struct relive_opts *opts)
 		pr_perror("cannot get random bytes for the session token");
 		return 1;
 	}
-	r = check_target(ctx.pid, &ctx.stat);
+	r = check_target(root, &st);
 	if (r)
 		return 1;
 	/* Before the freeze: a busy port must not cost the process anything. */
@@ -401,87 +405,88 @@ int cmd_dump(const struct relive_opts *opts)
 		if (lfd < 0)
 			return 1;
 	}
-	ctx.dirfd = open_images_dir(opts->images_dir);
-	if (ctx.dirfd < 0) {
+	dirfd = open_images_dir(opts->images_dir);
+	if (dirfd < 0) {
 		if (lfd >= 0)
 			close(lfd);
 		return 1;
 	}
 
-	/* Costs in proportion to memory: done before the freeze. */
-	r = dmp_mm_prefreeze(&ctx);
-	ctx.t_start = util_now_us();
-	ctx.freeze_realtime_us = realtime_us();
-	if (!r)
-		r = psite_freeze(ctx.pid, &ctx.frozen);
+	t_start = util_now_us();
+	freeze_rt = realtime_us();
+	r = dmp_tree_freeze(&tree, opts, dirfd, root);
+	if (!r && opts->lazy_pages && tree.nr > 1) {
+		pr_err("pid %d has %zu descendants: a lazy dump of a process tree is not "
+		       "supported; dump it without --lazy-pages\n",
+		       (int)root, tree.nr - 1);
+		r = -ENOTSUP;
+	}
 	if (r) {
-		free(ctx.pre_vmas);
-		close(ctx.dirfd);
+		dmp_tree_unfreeze(&tree, false);
+		dmp_tree_fini(&tree);
+		close(dirfd);
 		if (lfd >= 0)
 			close(lfd);
 		return 1;
 	}
-	ctx.t_frozen = util_now_us();
-	pr_info("pid %d frozen in %llu us\n", (int)ctx.pid,
-		(unsigned long long)(ctx.t_frozen - ctx.t_start));
+	ctx = &tree.procs[0];
+	ctx->t_start = t_start;
+	ctx->freeze_realtime_us = freeze_rt;
+	ctx->t_frozen = util_now_us();
+	pr_info("pid %d frozen in %llu us\n", (int)ctx->pid,
+		(unsigned long long)(ctx->t_frozen - ctx->t_start));
 
-	r = check_scope(&ctx);
+	for (size_t i = 0; !r && i < tree.nr; i++)
+		r = dump_process(&tree, i, &files, &keeper);
+	for (size_t i = 1; i < tree.nr; i++) {
+		ctx->pages_written += tree.procs[i].pages_written;
+		ctx->pages_lazy += tree.procs[i].pages_lazy;
+		ctx->pages_zero += tree.procs[i].pages_zero;
+		ctx->memdump_us += tree.procs[i].memdump_us;
+	}
+	ctx->files = files;
 	if (!r)
-		r = proc_read_stat(ctx.pid, &ctx.stat);
-	/* Before the parasite adds its control socket to the fd table. */
+		r = dmp_files_write(ctx);
 	if (!r)
-		r = dmp_files(&ctx);
-	if (!r)
-		r = dmp_mm_collect(&ctx);
-	if (!r)
-		r = dump_infected(&ctx, &keeper);
-	if (!r)
-		r = dmp_cores(&ctx);
-	if (!r)
-		r = dmp_files_write(&ctx);
-	if (!r)
-		r = write_pstree(&ctx);
+		r = dmp_tree_write_pstree(&tree);
 	t_end = util_now_us();
 	if (!r)
-		r = write_stats(&ctx, t_end);
+		r = write_stats(ctx, t_end);
 	/* The inventory marks a complete dump: written last. */
 	if (!r)
-		r = write_inventory(&ctx, token);
-	if (!r && fsync(ctx.dirfd)) {
+		r = write_inventory(ctx, token);
+	if (!r && fsync(dirfd)) {
 		r = -errno;
 		pr_perror("cannot sync the images directory %s", opts->images_dir);
 	}
 
 	if (r) {
-		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx.pid);
-		psite_keeper_kill(ctx.frozen, keeper.pid, keeper.pidfd);
-		psite_unfreeze(ctx.frozen, false);
+		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx->pid);
+		psite_keeper_kill(ctx->frozen, keeper.pid, keeper.pidfd);
+		dmp_tree_unfreeze(&tree, false);
 		if (lfd >= 0)
 			close(lfd);
-	} else if (opts->lazy_pages && disarm_exit_writes(&ctx)) {
+	} else if (opts->lazy_pages && disarm_exit_writes(ctx)) {
 		r = -EIO;
-		unlinkat(ctx.dirfd, "inventory.img", 0);
-		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx.pid);
-		psite_keeper_kill(ctx.frozen, keeper.pid, keeper.pidfd);
-		psite_unfreeze(ctx.frozen, false);
+		unlinkat(dirfd, "inventory.img", 0);
+		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx->pid);
+		psite_keeper_kill(ctx->frozen, keeper.pid, keeper.pidfd);
+		dmp_tree_unfreeze(&tree, false);
 		close(lfd);
 	} else if (opts->lazy_pages) {
-		r = lazy_serve(&ctx, lfd, token, &keeper);
+		r = lazy_serve(ctx, lfd, token, &keeper);
 		if (psite_keeper_kill(NULL, keeper.pid, keeper.pidfd) && !r)
 			r = -ESRCH;
 	} else {
-		psite_unfreeze(ctx.frozen, !opts->leave_running);
-		pr_info("dump of pid %d complete: %llu pages, frozen %llu us\n", (int)ctx.pid,
-			(unsigned long long)ctx.pages_written,
-			(unsigned long long)(t_end - ctx.t_frozen));
+		dmp_tree_unfreeze(&tree, !opts->leave_running);
+		pr_info("dump of pid %d complete (%zu processes): %llu pages, frozen %llu us\n",
+			(int)ctx->pid, tree.nr, (unsigned long long)ctx->pages_written,
+			(unsigned long long)(t_end - ctx->t_frozen));
 	}
 	if (keeper.pidfd >= 0)
 		close(keeper.pidfd);
-	dmp_files_fini(&ctx.files);
-	free(ctx.thread_states);
-	dmp_pending_free(&ctx);
-	free(ctx.runs.runs);
-	free(ctx.pre_vmas);
-	close(ctx.dirfd);
+	dmp_files_fini(&ctx->files);
+	dmp_tree_fini(&tree);
+	close(dirfd);
 	return r ? 1 : 0;
 }

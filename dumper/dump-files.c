@@ -63,6 +63,7 @@ void dmp_files_fini(struct dump_files *files)
 	for (size_t i = 0; i < files->nr; i++)
 		file_entry_free(files->entries[i]);
 	free(files->entries);
+	free(files->refs);
 	memset(files, 0, sizeof(*files));
 }
 
@@ -199,6 +200,14 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 			break;
 		}
 	}
+	/* A description inherited from (or passed to) an earlier process of the tree. */
+	for (size_t i = 0; !id && i < ctx->files.nr_refs; i++) {
+		const struct dmp_fd_ref *ref = &ctx->files.refs[i];
+
+		if (ref->dev == st.st_dev && ref->ino == st.st_ino &&
+		    syscall(SYS_kcmp, ref->pid, ctx->pid, KCMP_FILE, ref->fd, fd) == 0)
+			id = ref->file_id;
+	}
 	if (!id && kind) {
 		r = new_kind_entry(ctx, fd, link, &st, &info, &id);
 		if (r)
@@ -262,6 +271,24 @@ static int list_fds(pid_t pid, int **ret_fds, size_t *ret_nr)
 	return 0;
 }
 
+/* Keep this process's fds for the kcmp of the next processes of the tree. */
+static int remember_fds(struct dump_files *files, pid_t pid, const struct fd_seen *seen, size_t nr)
+{
+	if (files->nr_refs + nr > files->cap_refs) {
+		size_t cap = files->nr_refs + nr + 32;
+		struct dmp_fd_ref *n = realloc(files->refs, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		files->refs = n;
+		files->cap_refs = cap;
+	}
+	for (size_t i = 0; i < nr; i++)
+		files->refs[files->nr_refs++] = (struct dmp_fd_ref){ pid, seen[i].fd, seen[i].dev,
+								      seen[i].ino, seen[i].file_id };
+	return 0;
+}
+
 int dmp_files(struct dump_ctx *ctx)
 {
 	_cleanup_free_ int *fds = NULL;
@@ -293,6 +320,7 @@ int dmp_files(struct dump_ctx *ctx)
 			goto out;
 		}
 	}
+	r = remember_fds(&ctx->files, ctx->pid, seen, nr);
 out:
 	if (img_close(&img) && !r) {
 		pr_err("%s\n", img.err);

@@ -19,10 +19,22 @@ struct psite_frozen;
 struct psite_ctl;
 struct psite_misc;
 
+/* An fd of an earlier process of the tree: later ones may share its description. */
+struct dmp_fd_ref {
+	pid_t pid;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	uint32_t file_id;
+};
+
+/* One per dump: handed from process to process of the tree (dmp_tree_pass_files). */
 struct dump_files {
 	FileEntry **entries;
 	size_t nr, cap;
 	uint32_t next_id;
+	struct dmp_fd_ref *refs;
+	size_t nr_refs, cap_refs;
 };
 
 /* A run of pages to dump, never crossing a VMA. */
@@ -65,6 +77,7 @@ struct dump_ctx {
 	const struct relive_opts *opts;
 	int dirfd;
 	pid_t pid;
+	bool zombie; /* a zombie of the tree: only its pstree entry is written */
 	struct proc_stat stat;
 	struct psite_frozen *frozen;
 	struct psite_ctl *ctl;
@@ -84,6 +97,18 @@ struct dump_ctx {
 	size_t nr_pending;
 	struct dmp_sigqueue shared_pending;
 };
+
+/* dump-tree.c: the processes of the dump, parents first; procs[0] is the root. */
+struct dump_tree {
+	struct dump_ctx *procs;
+	size_t nr, cap;
+};
+
+/* Freeze ROOT and every descendant, top-down; on error the caller unfreezes them. */
+int dmp_tree_freeze(struct dump_tree *t, const struct relive_opts *opts, int dirfd, pid_t root);
+void dmp_tree_unfreeze(struct dump_tree *t, bool kill);
+void dmp_tree_fini(struct dump_tree *t);
+int dmp_tree_write_pstree(struct dump_tree *t);
 
 /* A thread's sigaltstack and clear_child_tid, as the thread itself reported them. */
 struct dmp_thread_state {

@@ -3,8 +3,10 @@
  * (stop-and-copy) or lazy (post-copy) restore. Reads and validates every
  * image and checks the live system (files, caps, session, PID and, when lazy,
  * userfaultfd and the daemon's socket) before anything is created; then
- * clones the helper with the dumped PID and waits on the status pipe for the
- * blob's verdict. A lazy restore reads only the PRESENT pages: the helper
+ * clones the root helper with the dumped PID (it creates the rest of the
+ * tree, rst-helper.c) and waits on each process's status pipe for its
+ * blob's verdict. Every blob then waits on the go pipe: the tree resumes
+ * together once all are ready, or is killed whole. A lazy restore reads only the PRESENT pages: the helper
  * hands the uffd to the lazy-pages daemon (rst-lazy.c), which serves the rest. On failure
  * the helper is killed and reaped: the task is restored fully or not at all.
  * With -d, prints the PID and returns; otherwise waits for the task and
@@ -21,6 +23,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,13 +47,37 @@ static void clamp_rlimits(struct rst_task *t)
 	}
 }
 
-static int plan_session(const struct relive_opts *opts, struct rst_task *t)
+/* The task of the plan with this PID, or NULL. */
+static const struct rst_task *find_task(const struct rst_plan *p, uint32_t pid)
 {
+	for (size_t i = 0; i < p->nr_tasks; i++)
+		if (p->tasks[i].pid == pid)
+			return &p->tasks[i];
+	return NULL;
+}
+
+/*
+ * Session and group of task T. A child inherits both from its parent (which
+ * sets its own before creating children); a session leader calls setsid(),
+ * a group leader setpgid(0, 0); a member of another group of the tree joins
+ * it when its leader was created before it in the same session. The root
+ * starts from relive's session and group.
+ */
+static int plan_session(const struct relive_opts *opts, const struct rst_plan *p,
+			struct rst_task *t)
+{
+	const struct rst_task *par = t->parent >= 0 ? &p->tasks[t->parent] : NULL;
+	const struct rst_task *leader;
 	pid_t sid = getsid(0), pgrp = getpgrp();
 
 	if (t->sid == t->pid) {
 		t->do_setsid = true;
-	} else if ((pid_t)t->sid != sid) {
+	} else if (par && t->sid != par->sid) {
+		pr_err("pid %u is in session %u, its parent %u in session %u: a session that is "
+		       "not inherited is not supported\n",
+		       t->pid, t->sid, par->pid, par->sid);
+		return -ENOTSUP;
+	} else if (!par && (pid_t)t->sid != sid) {
 		if (!opts->shell_job) {
 			pr_err("pid %u was in session %u, relive runs in session %d: restore from "
 			       "that session or use --shell-job\n",
@@ -62,15 +89,40 @@ static int plan_session(const struct relive_opts *opts, struct rst_task *t)
 	}
 	if (t->pgid == t->pid) {
 		t->do_setpgid = !t->do_setsid;
-	} else if ((pid_t)t->pgid != pgrp) {
-		if ((pid_t)t->sid == sid && kill(-(pid_t)t->pgid, 0) == 0) {
-			t->do_setpgid = true;
-		} else if (!opts->shell_job) {
-			pr_err("pid %u was in process group %u, which is not in relive's session: "
-			       "use --shell-job to restore it in relive's group\n",
-			       t->pid, t->pgid);
-			return -EINVAL;
+		return 0;
+	}
+	if (t->do_setsid) {
+		pr_err("pid %u leads session %u but is in group %u: not possible\n", t->pid, t->sid,
+		       t->pgid);
+		return -EINVAL;
+	}
+	if (par && t->pgid == par->pgid)
+		return 0; /* inherited */
+	leader = find_task(p, t->pgid);
+	if (leader) {
+		if (leader->order > t->order || leader->sid != t->sid) {
+			pr_err("pid %u is in the group of pid %u, which is created after it or in "
+			       "another session: not supported\n",
+			       t->pid, leader->pid);
+			return -ENOTSUP;
 		}
+		t->do_setpgid = true;
+		return 0;
+	}
+	if (!par && (pid_t)t->pgid == pgrp)
+		return 0;
+	if ((pid_t)t->sid == sid && kill(-(pid_t)t->pgid, 0) == 0) {
+		t->do_setpgid = true;
+	} else if (par) {
+		pr_err("pid %u was in process group %u, which has no leader in the tree nor in "
+		       "relive's session\n",
+		       t->pid, t->pgid);
+		return -EINVAL;
+	} else if (!opts->shell_job) {
+		pr_err("pid %u was in process group %u, which is not in relive's session: "
+		       "use --shell-job to restore it in relive's group\n",
+		       t->pid, t->pgid);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -79,14 +131,20 @@ static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan 
 {
 	int r = rst_files_check(p);
 
+	if (!r && p->lazy && p->nr_tasks > 1) {
+		pr_err("a lazy restore of a process tree (%zu processes) is not supported\n",
+		       p->nr_tasks);
+		r = -ENOTSUP;
+	}
 	if (!r)
 		r = rst_lazy_preflight(p, dirfd, opts->images_dir);
 
 	for (size_t i = 0; !r && i < p->nr_tasks; i++) {
-		r = rst_creds_check(&p->tasks[i]);
+		if (!p->tasks[i].zombie)
+			r = rst_creds_check(&p->tasks[i]);
 		if (!r)
-			r = plan_session(opts, &p->tasks[i]);
-		if (!r)
+			r = plan_session(opts, p, &p->tasks[i]);
+		if (!r && !p->tasks[i].zombie)
 			clamp_rlimits(&p->tasks[i]);
 	}
 	/* Last, as it may wait for a zombie of the dumped process to be reaped. */
@@ -97,35 +155,70 @@ static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan 
 	return r;
 }
 
-static __attribute__((noreturn)) void run_child(const struct rst_plan *p,
-						 const struct rst_task *t, pid_t parent,
-						 const char *dir, int dirfd, int status_fd)
+static __attribute__((noreturn)) void run_child(const struct rst_plan *p, pid_t parent,
+						 const char *dir, int dirfd, const int *status_fds,
+						 int go_fd)
 {
 	struct rst_child c = {
 		.plan = p,
-		.task = t,
+		.task = &p->tasks[0],
 		.parent = parent,
 		.images_dir = dir,
 		.dirfd = dirfd,
-		.status_fd = status_fd,
+		.status_fd = status_fds[0],
+		.status_fds = status_fds,
+		.go_fd = go_fd,
+		.built_fd = -1,
 		.pages_fd = -1,
 		.exe_fd = -1,
 		.uffd = -1,
 		.lazy_sock = -1,
 	};
-	char msg[sizeof(c.err) + 2];
-	int n;
 
-	rst_helper_run(&c);
-	/* The daemon sees the handover end without 'R' and forgets this pid. */
-	rst_lazy_close(&c);
-	n = snprintf(msg, sizeof(msg), "%c%s", RST_STATUS_ERR, c.err[0] ? c.err : "failed");
-	(void)!util_write_full(c.status_fd, msg, (size_t)MIN(n, (int)sizeof(msg) - 1));
-	_exit(1);
+	rst_helper_main(&c);
+}
+
+/* Parent pid of PID from /proc, 0 if it is gone. */
+static pid_t stat_ppid(pid_t pid)
+{
+	_cleanup_free_ char *buf = NULL;
+	char path[64], *rp;
+	int ppid;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (util_read_file(AT_FDCWD, path, &buf, NULL))
+		return 0;
+	rp = strrchr(buf, ')');
+	if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+/*
+ * Kill whatever of the tree exists: the root, whose death takes every helper
+ * still armed with PR_SET_PDEATHSIG down with it (and so on down the tree),
+ * then anything the kernel hands to relive, the subreaper, until it has no
+ * child left. Only processes that are relive's children are ever killed.
+ */
+static void kill_tree(const struct rst_plan *p, pid_t root)
+{
+	pid_t me = getpid();
+
+	kill(root, SIGKILL);
+	for (;;) {
+		pid_t w;
+
+		for (size_t i = 1; i < p->nr_tasks; i++)
+			if (stat_ppid((pid_t)p->tasks[i].pid) == me)
+				kill((pid_t)p->tasks[i].pid, SIGKILL);
+		w = waitpid(-1, NULL, 0);
+		if (w < 0 && errno != EINTR)
+			break;
+	}
 }
 
 /* Read the verdict; true when the blob said it is done. */
-static bool read_status(int fd, pid_t pid)
+static bool read_status(int fd, pid_t pid, bool quiet)
 {
 	char buf[1200];
 	size_t len = 0;
@@ -150,7 +243,7 @@ static bool read_status(int fd, pid_t pid)
 		if (l > 1 && buf[l - 1] == '\n')
 			buf[l - 1] = 0;
 		pr_err("pid %d: %s\n", (int)pid, buf + 1);
-	} else {
+	} else if (!quiet) {
 		pr_err("pid %d: the restore helper died without a report\n", (int)pid);
 	}
 	return false;
@@ -243,20 +336,67 @@ static int wait_task(pid_t pid)
 	return 128 + WTERMSIG(st);
 }
 
-static void kill_helper(pid_t pid)
+static void close_all(int *fds, size_t n)
 {
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*
+ * Every task's verdict, in plan order; the first failure stops the wait,
+ * the rest of the tree is killed and the other helpers' own errors shown.
+ */
+static int collect(const struct rst_plan *p, pid_t root, int *rd, int *go_wr)
+{
+	size_t i;
+
+	for (i = 0; i < p->nr_tasks; i++)
+		if (!read_status(rd[i], (pid_t)p->tasks[i].pid, false))
+			break;
+	if (i == p->nr_tasks)
+		return 0;
+	/* The blobs already waiting see the end of the go pipe and exit. */
+	close(*go_wr);
+	*go_wr = -1;
+	kill_tree(p, root);
+	for (size_t k = i + 1; k < p->nr_tasks; k++)
+		read_status(rd[k], (pid_t)p->tasks[k].pid, true);
+	if (p->nr_tasks > 1)
+		pr_err("restore of the tree of pid %d failed: every process created was killed\n",
+		       (int)root);
+	return -1;
+}
+
+/* Let every blob go: one byte each. */
+static int release(const struct rst_plan *p, int go_wr)
+{
+	size_t n = p->nr_tasks;
+	char buf[64];
+
+	memset(buf, RST_GO, sizeof(buf));
+	while (n) {
+		size_t k = MIN(n, sizeof(buf));
+
+		if (util_write_full(go_wr, buf, k)) {
+			pr_perror("cannot release the restored processes");
+			return -1;
+		}
+		n -= k;
+	}
+	return 0;
 }
 
 int cmd_restore(const struct relive_opts *opts)
 {
-	uint64_t t0 = util_now_us(), t_clone, t_done, resume_rt;
+	uint64_t t0 = util_now_us(), t_clone, t_done, resume_rt, pages = 0, lazy = 0;
 	_cleanup_close_ int dirfd = -1;
+	_cleanup_free_ int *rd = NULL, *wr = NULL;
 	struct rst_plan plan;
 	const struct rst_task *t;
-	int pfd[2], r;
+	int go[2] = { -1, -1 };
+	size_t n;
+	int r = 0;
 	pid_t pid;
 
 	if (!opts->images_dir) {
@@ -275,48 +415,89 @@ int cmd_restore(const struct relive_opts *opts)
 		return 1;
 	}
 	t = &plan.tasks[0];
-	if (pipe2(pfd, O_CLOEXEC)) {
-		pr_perror("pipe2");
+	n = plan.nr_tasks;
+	rd = malloc(n * sizeof(int));
+	wr = malloc(n * sizeof(int));
+	if (!rd || !wr) {
+		rst_plan_free(&plan);
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		rd[i] = wr[i] = -1;
+	for (size_t i = 0; !r && i < n; i++) {
+		int pfd[2];
+
+		r = pipe2(pfd, O_CLOEXEC);
+		if (!r) {
+			rd[i] = pfd[0];
+			wr[i] = pfd[1];
+		}
+	}
+	if (!r)
+		r = pipe2(go, O_CLOEXEC);
+	/* Orphans of a failed tree come back to relive, which kills them. */
+	if (!r && n > 1)
+		r = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	if (r) {
+		pr_perror("cannot set up the status pipes");
+		close_all(rd, n);
+		close_all(wr, n);
+		close_all(go, 2);
 		rst_plan_free(&plan);
 		return 1;
 	}
 	t_clone = util_now_us();
 	pid = rst_clone_with_pid((pid_t)t->pid);
-	if (pid == 0) {
-		close(pfd[0]);
-		run_child(&plan, t, getppid(), opts->images_dir, dirfd, pfd[1]);
-	}
-	close(pfd[1]);
+	if (pid == 0)
+		run_child(&plan, getppid(), opts->images_dir, dirfd, wr, go[0]);
+	close_all(wr, n);
 	if (pid < 0) {
 		if (pid == -EEXIST)
 			pr_err("pid %u was taken by another process meanwhile\n", t->pid);
 		else
 			pr_err("clone3 with pid %u: %s\n", t->pid, strerror(-pid));
-		close(pfd[0]);
+		close_all(rd, n);
+		close_all(go, 2);
 		rst_plan_free(&plan);
 		return 1;
 	}
-	r = read_status(pfd[0], pid) ? 0 : -1;
-	close(pfd[0]);
+	r = collect(&plan, pid, rd, &go[1]);
+	close_all(rd, n);
+	if (!r && opts->pidfile) {
+		r = write_pidfile(dirfd, opts->pidfile, pid);
+		if (r) {
+			close(go[1]);
+			go[1] = -1;
+			kill_tree(&plan, pid);
+		}
+	}
+	if (!r)
+		r = release(&plan, go[1]);
+	close_all(go, 2);
+	if (n > 1)
+		prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
 	if (r) {
-		kill_helper(pid);
 		rst_plan_free(&plan);
 		return 1;
 	}
 	t_done = util_now_us();
 	resume_rt = realtime_us();
-	pr_info("pid %d restored in %llu us (images and checks %llu us, process %llu us), "
-		"%llu pages read, %llu left to the lazy-pages daemon\n",
-		(int)pid, (unsigned long long)(t_done - t0), (unsigned long long)(t_clone - t0),
-		(unsigned long long)(t_done - t_clone), (unsigned long long)t->nr_present,
-		(unsigned long long)t->nr_lazy);
-	r = write_stats(dirfd, t_done - t0, t->nr_present, resume_rt);
-	if (!r && opts->pidfile)
-		r = write_pidfile(dirfd, opts->pidfile, pid);
+	for (size_t i = 0; i < n; i++) {
+		pages += plan.tasks[i].nr_present;
+		lazy += plan.tasks[i].nr_lazy;
+	}
+	pr_info("pid %d restored (%zu processes) in %llu us (images and checks %llu us, "
+		"processes %llu us), %llu pages read, %llu left to the lazy-pages daemon\n",
+		(int)pid, n, (unsigned long long)(t_done - t0), (unsigned long long)(t_clone - t0),
+		(unsigned long long)(t_done - t_clone), (unsigned long long)pages,
+		(unsigned long long)lazy);
+	r = write_stats(dirfd, t_done - t0, pages, resume_rt);
 	rst_plan_free(&plan);
 	if (r) {
 		/* Not fully done: the restored task does not survive a failed restore. */
-		kill_helper(pid);
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
 		return 1;
 	}
 	if (opts->restore_detached) {

@@ -121,7 +121,8 @@ static void fill_vmas(struct rst_child *c, struct rst_blob_args *a, struct bump 
 		o->map_prot = v->prot | (filled && filled[i] ? PROT_WRITE : 0);
 		o->flags = (shared ? MAP_SHARED : MAP_PRIVATE) | (v->flags & MAP_GROWSDOWN);
 		o->fd = -1;
-		if (is_file(v->kind)) {
+		if (is_file(v->kind) || c->map_fds[i] >= 0) {
+			/* a file, or shared memory of the tree (rst-shm.c) */
 			o->fd = c->map_fds[i];
 			o->pgoff = v->pgoff;
 		} else {
@@ -336,7 +337,6 @@ static int place_area(struct rst_child *c, uint64_t len, uint64_t *ret)
 
 int rst_blob_prepare(struct rst_child *c)
 {
-	const struct rst_plan *p = c->plan;
 	const struct rst_task *task = c->task;
 	uint64_t args_off, stacks_off, stack_off, slot_off, slot_len = 0, tail_off, tail_len, addr;
 	uint64_t lo = ~0ULL, frames = 0;
@@ -345,9 +345,9 @@ int rst_blob_prepare(struct rst_child *c)
 	void *m;
 	int r;
 
-	for (uint32_t i = 0; i < p->nr_moves; i++) {
-		lo = MIN(lo, p->moves[i].cur);
-		slot_len = MAX(slot_len, p->moves[i].cur + p->moves[i].len - lo);
+	for (uint32_t i = 0; i < c->task->nr_moves; i++) {
+		lo = MIN(lo, c->task->moves[i].cur);
+		slot_len = MAX(slot_len, c->task->moves[i].cur + c->task->moves[i].len - lo);
 	}
 	args_off = ALIGN_UP((uint64_t)RESTORER_OFF_BLOB_END, PAGE_SIZE_4K);
 	for (size_t i = 0; i < task->nr_threads; i++)
@@ -381,8 +381,9 @@ int rst_blob_prepare(struct rst_child *c)
 	a->vdso_slot_off = slot_off;
 	a->pages_fd = c->pages_fd;
 	a->status_fd = c->status_fd;
-	memcpy(a->moves, p->moves, sizeof(a->moves));
-	a->nr_moves = p->nr_moves;
+	a->go_fd = c->go_fd;
+	memcpy(a->moves, c->task->moves, sizeof(a->moves));
+	a->nr_moves = c->task->nr_moves;
 	b.off = sizeof(*a);
 	fill_vmas(c, a, &b);
 	fill_task(c, a, &b);

@@ -109,6 +109,7 @@ static int relocate(struct rst_child *c, int base)
 	size_t ns = 0;
 
 	slots[ns++] = &c->status_fd;
+	slots[ns++] = &c->go_fd;
 	slots[ns++] = &c->pages_fd;
 	slots[ns++] = &c->exe_fd;
 	for (size_t s = 0; s < ns + c->task->nr_vmas; s++) {
@@ -159,6 +160,9 @@ int rst_files_open_kept(struct rst_child *c)
 	for (size_t i = 0; i < t->nr_vmas; i++) {
 		uint32_t k = t->vmas[i].kind;
 
+		/* Shared with other processes of the tree: the object the root helper made. */
+		if (k == VMA_KIND__VMA_ANON_SHARED)
+			c->map_fds[i] = rst_shm_fd(c, &t->vmas[i]);
 		if (k != VMA_KIND__VMA_FILE_PRIVATE && k != VMA_KIND__VMA_FILE_SHARED)
 			continue;
 		r = open_mapped(c, i);
@@ -224,7 +228,7 @@ static int cmp_int(const void *a, const void *b)
 /* Close every fd that is neither the task's nor kept for the blob. */
 static int close_others(struct rst_child *c)
 {
-	size_t n = 0, max = c->task->nr_fds + c->task->nr_vmas + 5;
+	size_t n = 0, max = c->task->nr_fds + c->task->nr_vmas + 6;
 	_cleanup_free_ int *keep = malloc(max * sizeof(int));
 	unsigned int next = 0;
 
@@ -238,6 +242,8 @@ static int close_others(struct rst_child *c)
 		if (c->map_fds[i] >= 0)
 			keep[n++] = c->map_fds[i];
 	keep[n++] = c->status_fd;
+	if (c->go_fd >= 0)
+		keep[n++] = c->go_fd;
 	if (c->pages_fd >= 0)
 		keep[n++] = c->pages_fd;
 	if (c->exe_fd >= 0)

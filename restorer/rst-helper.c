@@ -1,6 +1,7 @@
 /*
  * The helper: the child created with the task's PID that turns itself into
- * the dumped task. It restores what normal C can (session and group, files,
+ * the dumped task. It first creates its children (each a helper of its own
+ * task, so the tree is rebuilt with its PIDs, sessions and groups), then restores what normal C can (session and group, files,
  * cwd and root, umask, personality, name, rlimits), hands its userfaultfd to
  * the lazy-pages daemon in a lazy restore, prepares the restorer area and
  * jumps into the blob, which does the rest. It never logs: its
@@ -20,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void rst_child_fail(struct rst_child *c, const char *fmt, ...)
@@ -104,6 +106,134 @@ static int set_rlimits(struct rst_child *c)
 	return 0;
 }
 
+/*
+ * A zombie child: it has exited by now or is about to; wait for that without
+ * reaping it (the restored process does), and check its status. Its
+ * SIGCHLD stays pending, blocked, until the blob discards it: the dumped
+ * process had been told already.
+ */
+static int wait_zombie(struct rst_child *c, const struct rst_task *t)
+{
+	siginfo_t si = { 0 };
+	int want = t->exit_status;
+
+	while (waitid(P_PID, (id_t)t->pid, &si, WEXITED | WNOWAIT) < 0) {
+		if (errno != EINTR) {
+			rst_child_fail(c, "waitid for zombie %u: %s", t->pid, strerror(errno));
+			return -errno;
+		}
+	}
+	if (WIFSIGNALED(want) ? si.si_code == CLD_EXITED || si.si_status != WTERMSIG(want)
+			      : si.si_code != CLD_EXITED || si.si_status != WEXITSTATUS(want)) {
+		rst_child_fail(c, "zombie %u ended with code %d status %d, not wait status 0x%x",
+			       t->pid, si.si_code, si.si_status, (unsigned int)want);
+		return -ECHILD;
+	}
+	return 0;
+}
+
+/*
+ * The helper of a zombie: it joins its session and group, reports, then
+ * ends as the dumped process ended: with its exit code, or killed by the
+ * same signal.
+ */
+static __attribute__((noreturn)) void become_zombie(struct rst_child *c)
+{
+	int st = c->task->exit_status;
+	char k = RST_STATUS_OK;
+	sigset_t set;
+
+	(void)!util_write_full(c->status_fd, &k, 1);
+	if (WIFSIGNALED(st)) {
+		signal(WTERMSIG(st), SIG_DFL);
+		sigemptyset(&set);
+		sigaddset(&set, WTERMSIG(st));
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* no core file for a replayed death */
+		kill(getpid(), WTERMSIG(st));
+	}
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/*
+ * Create the children of this task with their PIDs, one at a time: each
+ * sets its session and group and creates its own subtree before the next
+ * sibling is created, so a group leader exists before its members join
+ * (restore-cmd.c checks that order). Each child tells through a pipe that
+ * it got there; end of file means it failed (its error is on its own
+ * status pipe).
+ */
+static int fork_children(struct rst_child *c)
+{
+	const struct rst_plan *p = c->plan;
+	size_t self = (size_t)(c->task - p->tasks);
+	pid_t me = getpid();
+
+	for (size_t i = self + 1; i < p->nr_tasks; i++) {
+		const struct rst_task *t = &p->tasks[i];
+		int bp[2];
+		ssize_t n;
+		pid_t pid;
+		char b;
+
+		if (t->parent != (int)self)
+			continue;
+		if (pipe2(bp, O_CLOEXEC) < 0) {
+			rst_child_fail(c, "pipe2 for child %u: %s", t->pid, strerror(errno));
+			return -errno;
+		}
+		pid = rst_clone_with_pid((pid_t)t->pid);
+		if (pid == 0) {
+			struct rst_child cc = *c;
+
+			close(bp[0]);
+			/* Only the parent itself may tell its own parent it got there. */
+			if (c->built_fd >= 0)
+				close(c->built_fd);
+			cc.task = t;
+			cc.parent = me;
+			cc.status_fd = c->status_fds[i];
+			cc.built_fd = bp[1];
+			cc.err[0] = 0;
+			rst_helper_main(&cc);
+		}
+		close(bp[1]);
+		if (pid < 0) {
+			close(bp[0]);
+			if (pid == -EEXIST)
+				rst_child_fail(c, "child pid %u was taken by another process", t->pid);
+			else
+				rst_child_fail(c, "clone3 of child pid %u: %s", t->pid,
+					       strerror(-pid));
+			return pid;
+		}
+		do
+			n = read(bp[0], &b, 1);
+		while (n < 0 && errno == EINTR);
+		close(bp[0]);
+		if (n != 1) {
+			rst_child_fail(c, "child pid %u failed", t->pid);
+			return -ECHILD;
+		}
+		if (t->zombie && wait_zombie(c, t))
+			return -ECHILD;
+	}
+	return 0;
+}
+
+__attribute__((noreturn)) void rst_helper_main(struct rst_child *c)
+{
+	char msg[sizeof(c->err) + 2];
+	int n;
+
+	rst_helper_run(c);
+	/* The daemon sees the handover end without 'R' and forgets this pid. */
+	rst_lazy_close(c);
+	n = snprintf(msg, sizeof(msg), "%c%s", RST_STATUS_ERR, c->err[0] ? c->err : "failed");
+	(void)!util_write_full(c->status_fd, msg, (size_t)MIN(n, (int)sizeof(msg) - 1));
+	_exit(1);
+}
+
 int rst_helper_run(struct rst_child *c)
 {
 	sigset_t all;
@@ -125,6 +255,23 @@ int rst_helper_run(struct rst_child *c)
 		return -ESRCH;
 	}
 	r = set_session(c);
+	/* Before any fork: every process of the tree inherits the shared objects. */
+	if (!r && c->task == &c->plan->tasks[0])
+		r = rst_shm_create(c);
+	if (!r)
+		r = fork_children(c);
+	if (!r && c->built_fd >= 0) {
+		char b = 1;
+
+		if (write(c->built_fd, &b, 1) != 1) {
+			rst_child_fail(c, "cannot tell the parent helper: %s", strerror(errno));
+			r = -errno;
+		}
+		close(c->built_fd);
+		c->built_fd = -1;
+	}
+	if (!r && c->task->zombie)
+		become_zombie(c);
 	if (!r)
 		r = rst_files_open_kept(c);
 	if (!r)

@@ -83,11 +83,92 @@ static int plan_tids(const PstreeEntry *pe, struct rst_task *t)
 	return 0;
 }
 
+/* One pstree entry into task IDX: its parent must be an earlier entry. */
+static int plan_entry(struct rst_plan *p, size_t idx, const PstreeEntry *pe)
+{
+	struct rst_task *t = &p->tasks[idx];
+
+	t->pid = pe->pid;
+	t->ppid = pe->ppid;
+	t->pgid = pe->pgid;
+	t->sid = pe->sid;
+	t->parent = -1;
+	if (pe->pid < 2 || pe->pid > (1U << 22)) {
+		pr_err("pstree.img: bad pid %u\n", pe->pid);
+		return -EINVAL;
+	}
+	if (idx == 0 && pe->pid != p->inv->root_pid) {
+		pr_err("pstree.img: process %u is not the root %u of inventory.img\n", pe->pid,
+		       p->inv->root_pid);
+		return -EINVAL;
+	}
+	for (size_t i = 0; idx && i < idx; i++)
+		if (p->tasks[i].pid == pe->ppid)
+			t->parent = (int)i;
+	if (idx && t->parent < 0) {
+		pr_err("pstree.img: the parent %u of pid %u is not an earlier process of the tree\n",
+		       pe->ppid, pe->pid);
+		return -EINVAL;
+	}
+	if (pe->has_zombie && pe->zombie) {
+		if (!idx) {
+			pr_err("pstree.img: the root %u is a zombie\n", pe->pid);
+			return -EINVAL;
+		}
+		t->zombie = true;
+		t->exit_status = pe->has_exit_status ? pe->exit_status : 0;
+		if (t->exit_status & ~0xffff) {
+			pr_err("pstree.img: zombie %u has a bad wait status 0x%x\n", pe->pid,
+			       (unsigned int)t->exit_status);
+			return -EINVAL;
+		}
+	}
+	if (t->parent >= 0 && p->tasks[t->parent].zombie) {
+		pr_err("pstree.img: pid %u has a zombie for parent (%u)\n", pe->pid, pe->ppid);
+		return -EINVAL;
+	}
+	if (pe->n_threads < 1 || pe->n_threads > RST_MAX_THREADS || pe->threads[0] != pe->pid) {
+		pr_err("pstree.img: pid %u has %zu threads, the first %u: need 1..%u, the "
+		       "leader first\n",
+		       pe->pid, pe->n_threads, pe->n_threads ? pe->threads[0] : 0,
+		       RST_MAX_THREADS);
+		return -EINVAL;
+	}
+	return plan_tids(pe, t);
+}
+
+/* No thread id twice in the whole tree (a pid is its leader's tid). */
+static int check_tree_tids(const struct rst_plan *p)
+{
+	for (size_t i = 0; i < p->nr_tasks; i++)
+		for (size_t k = 0; k < p->tasks[i].nr_threads; k++)
+			for (size_t j = 0; j < i; j++)
+				for (size_t m = 0; m < p->tasks[j].nr_threads; m++)
+					if (p->tasks[j].threads[m].tid ==
+					    p->tasks[i].threads[k].tid) {
+						pr_err("pstree.img: thread id %u is in pid %u and "
+						       "in pid %u\n",
+						       p->tasks[i].threads[k].tid,
+						       p->tasks[j].pid, p->tasks[i].pid);
+						return -EINVAL;
+					}
+	return 0;
+}
+
+/* Creation order: depth first, the children of a process in pstree order. */
+static void plan_order(struct rst_plan *p, size_t idx, uint32_t *next)
+{
+	p->tasks[idx].order = (*next)++;
+	for (size_t i = idx + 1; i < p->nr_tasks; i++)
+		if (p->tasks[i].parent == (int)idx)
+			plan_order(p, i, next);
+}
+
 static int load_pstree(int dirfd, struct rst_plan *p)
 {
 	ProtobufCMessage *msg;
-	PstreeEntry *pe;
 	struct img img;
+	uint32_t next = 0;
 	int r;
 
 	r = img_open(&img, dirfd, IMG_PSTREE, 0, IMG_READ);
@@ -95,62 +176,41 @@ static int load_pstree(int dirfd, struct rst_plan *p)
 		pr_err("%s\n", img.err);
 		return r;
 	}
-	r = img_read_one(&img, &msg);
-	if (!r) {
-		ProtobufCMessage *more = NULL;
+	while ((r = img_read(&img, &msg)) > 0) {
+		struct rst_task *n;
 
-		r = img_read(&img, &more);
-		if (r > 0) {
-			img_msg_free(more);
+		if (p->nr_tasks >= RST_MAX_TASKS) {
+			pr_err("pstree.img: more than %u processes\n", RST_MAX_TASKS);
 			img_msg_free(msg);
-			img_close(&img);
-			pr_err("pstree.img: more than one process: restoring process trees is not "
-			       "supported yet\n");
-			return -ENOTSUP;
+			r = -E2BIG;
+			break;
 		}
-		if (r < 0)
+		n = realloc(p->tasks, (p->nr_tasks + 1) * sizeof(*n));
+		if (!n) {
 			img_msg_free(msg);
-	}
-	if (r) {
-		pr_err("%s\n", img.err);
-		img_close(&img);
-		return r;
-	}
-	img_close(&img);
-	pe = (PstreeEntry *)msg;
-	p->tasks = calloc(1, sizeof(*p->tasks));
-	if (!p->tasks) {
+			r = -ENOMEM;
+			break;
+		}
+		p->tasks = n;
+		memset(&p->tasks[p->nr_tasks], 0, sizeof(*n));
+		p->nr_tasks++;
+		r = plan_entry(p, p->nr_tasks - 1, (const PstreeEntry *)msg);
 		img_msg_free(msg);
-		return -ENOMEM;
+		if (r)
+			break;
 	}
-	p->nr_tasks = 1;
-	struct rst_task *t = &p->tasks[0];
-	t->pid = pe->pid;
-	t->ppid = pe->ppid;
-	t->pgid = pe->pgid;
-	t->sid = pe->sid;
-	r = 0;
-	if (pe->pid != p->inv->root_pid) {
-		pr_err("pstree.img: process %u is not the root %u of inventory.img\n", pe->pid,
-		       p->inv->root_pid);
-		r = -EINVAL;
-	} else if (pe->pid < 2 || pe->pid > (1U << 22)) {
-		pr_err("pstree.img: bad pid %u\n", pe->pid);
-		r = -EINVAL;
-	} else if (pe->has_zombie && pe->zombie) {
-		pr_err("pstree.img: pid %u is a zombie: not supported yet\n", pe->pid);
-		r = -ENOTSUP;
-	} else if (pe->n_threads < 1 || pe->n_threads > RST_MAX_THREADS ||
-		   pe->threads[0] != pe->pid) {
-		pr_err("pstree.img: pid %u has %zu threads, the first %u: need 1..%u, the "
-		       "leader first\n",
-		       pe->pid, pe->n_threads, pe->n_threads ? pe->threads[0] : 0,
-		       RST_MAX_THREADS);
-		r = -EINVAL;
+	if (r < 0 && img.err[0])
+		pr_err("%s\n", img.err);
+	img_close(&img);
+	if (r < 0)
+		return r;
+	if (!p->nr_tasks) {
+		pr_err("pstree.img: no process\n");
+		return -EINVAL;
 	}
+	r = check_tree_tids(p);
 	if (!r)
-		r = plan_tids(pe, t);
-	img_msg_free(msg);
+		plan_order(p, 0, &next);
 	return r;
 }
 
@@ -423,6 +483,7 @@ static int load_mm(int dirfd, const struct rst_plan *p, struct rst_task *t)
 		v->flags = ve->flags;
 		v->kind = ve->kind;
 		v->has_file = ve->has_file_id;
+		v->shmid = ve->kind == VMA_KIND__VMA_ANON_SHARED && ve->has_shmid ? ve->shmid : 0;
 		v->file_id = ve->file_id;
 		if (v->has_file && (ve->kind == VMA_KIND__VMA_FILE_PRIVATE ||
 				    ve->kind == VMA_KIND__VMA_FILE_SHARED)) {
@@ -511,7 +572,7 @@ static int check_memory(int dirfd, const struct relive_opts *opts, struct rst_ta
 	return 0;
 }
 
-static int plan_vdso(const struct rst_task *t, struct rst_plan *p)
+static int plan_vdso(struct rst_task *t)
 {
 	_cleanup_free_ char *text = NULL;
 	struct rst_maps m;
@@ -529,11 +590,43 @@ static int plan_vdso(const struct rst_task *t, struct rst_plan *p)
 		pr_err("cannot parse /proc/self/maps\n");
 		return r;
 	}
-	r = rst_plan_vdso(t->vmas, t->nr_vmas, &m, p->moves, &p->nr_moves, err, sizeof(err));
+	r = rst_plan_vdso(t->vmas, t->nr_vmas, &m, t->moves, &t->nr_moves, err, sizeof(err));
 	rst_maps_fini(&m);
 	if (r)
 		pr_err("mm-%u.img: %s\n", t->pid, err);
 	return r;
+}
+
+/*
+ * A file entry used by several processes is one open file description at
+ * dump time. Regular files are reopened by each process (their offsets are
+ * no longer shared); other kinds (a pipe between parent and child) are not
+ * restored across processes yet.
+ */
+static int check_shared_files(const struct rst_plan *p)
+{
+	for (size_t i = 1; i < p->nr_tasks; i++) {
+		const struct rst_task *t = &p->tasks[i];
+
+		for (size_t f = 0; f < t->nr_fds; f++) {
+			const FileEntry *fe = t->fds[f].file;
+
+			for (size_t j = 0; j < i; j++) {
+				const struct rst_task *o = &p->tasks[j];
+
+				for (size_t g = 0; g < o->nr_fds; g++) {
+					if (o->fds[g].file != fe || fe->type == FILE_TYPE__FILE_REG)
+						continue;
+					pr_err("files.img id %u (fd %u of pid %u, fd %u of pid %u): "
+					       "a non-regular file shared by two processes of the "
+					       "tree is not supported yet\n",
+					       fe->id, o->fds[g].fd, o->pid, t->fds[f].fd, t->pid);
+					return -ENOTSUP;
+				}
+			}
+		}
+	}
+	return 0;
 }
 
 int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *ret)
@@ -549,6 +642,8 @@ int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *re
 	for (size_t i = 0; !r && i < p.nr_tasks; i++) {
 		struct rst_task *t = &p.tasks[i];
 
+		if (t->zombie)
+			continue; /* nothing but its pstree entry */
 		r = load_task(dirfd, t);
 		if (!r)
 			r = load_threads(dirfd, t);
@@ -561,8 +656,12 @@ int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *re
 		if (!r)
 			r = check_memory(dirfd, opts, t);
 		if (!r)
-			r = plan_vdso(t, &p);
+			r = plan_vdso(t);
 	}
+	if (!r)
+		r = check_shared_files(&p);
+	if (!r)
+		r = rst_shm_plan(&p);
 	if (r) {
 		rst_plan_free(&p);
 		return r;
@@ -594,6 +693,7 @@ void rst_plan_free(struct rst_plan *p)
 		free(t->runs);
 	}
 	free(p->tasks);
+	free(p->shms);
 	for (size_t i = 0; i < p->nr_files; i++)
 		img_msg_free((ProtobufCMessage *)p->files[i]);
 	free(p->files);

@@ -23,6 +23,8 @@
 #define RST_AREA_GUARD (1ULL << 20)
 /* How long a PID held by an unreaped zombie is waited for. */
 #define RST_ZOMBIE_WAIT_MS 5000
+/* Processes of one tree. */
+#define RST_MAX_TASKS 1024u
 
 struct rst_range {
 	uint64_t start;
@@ -40,6 +42,7 @@ struct rst_vma {
 	uint32_t kind; /* VmaKind */
 	uint32_t file_id;
 	bool has_file;
+	uint64_t shmid; /* shared anonymous memory: the object's id (inode), 0: none */
 };
 
 /* A pagemap run of the image. */
@@ -62,6 +65,10 @@ struct rst_fd {
 
 struct rst_task {
 	uint32_t pid, ppid, pgid, sid;
+	int parent; /* index in the plan; -1 for the root */
+	bool zombie; /* recreated only to exit with exit_status (a wait status) */
+	int32_t exit_status;
+	uint32_t order; /* creation order: depth first, children in plan order */
 	TaskEntry *task;
 	MmEntry *mm;
 	struct rst_thread *threads;
@@ -75,9 +82,18 @@ struct rst_task {
 	uint32_t pages_id;
 	uint64_t nr_present; /* pages read from the pages image */
 	uint64_t nr_lazy; /* pages left to the lazy-pages daemon */
-	/* what the helper does about the session and group (rst-plan.c decides) */
+	/* vdso/vvar moves, checked against this kernel's layout */
+	struct rst_blob_move moves[RST_MAX_VDSO];
+	uint32_t nr_moves;
+	/* what the helper does about the session and group (restore-cmd.c decides) */
 	bool do_setsid;
 	bool do_setpgid;
+};
+
+/* Shared anonymous memory mapped by several processes of the tree: one object. */
+struct rst_shm {
+	uint64_t shmid;
+	uint64_t size; /* the highest offset mapped, page-aligned */
 };
 
 struct rst_plan {
@@ -87,9 +103,8 @@ struct rst_plan {
 	size_t nr_files;
 	struct rst_task *tasks;
 	size_t nr_tasks;
-	/* vdso/vvar moves, checked against this kernel's layout */
-	struct rst_blob_move moves[RST_MAX_VDSO];
-	uint32_t nr_moves;
+	struct rst_shm *shms;
+	size_t nr_shms;
 };
 
 /* rst-plan.c: read every image of DIRFD and validate it; logs the error. */
@@ -156,6 +171,11 @@ struct rst_child {
 	const struct rst_plan *plan;
 	const struct rst_task *task;
 	pid_t parent; /* relive restore: the helper dies with it until the blob is done */
+	/* the status pipe of every task of the plan (write ends), by index */
+	const int *status_fds;
+	int go_fd; /* read end: one byte releases the blob once every task is ready */
+	int built_fd; /* children: tells the parent helper the subtree exists, else -1 */
+	int *shm_fds; /* per plan->shms, created by the root helper, inherited down */
 	const char *images_dir; /* for messages */
 	int dirfd;
 	int status_fd;
@@ -175,8 +195,15 @@ struct rst_child {
 };
 /* Runs in the child; returns only on failure, with c->err set. */
 int rst_helper_run(struct rst_child *c);
+/* The whole life of a helper: runs it, reports a failure on its status pipe, exits. */
+__attribute__((noreturn)) void rst_helper_main(struct rst_child *c);
 void rst_child_fail(struct rst_child *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* rst-shm.c: the shared objects, created by the root helper before any fork. */
+int rst_shm_plan(struct rst_plan *p);
+int rst_shm_create(struct rst_child *c);
+int rst_shm_fd(const struct rst_child *c, const struct rst_vma *v);
 
 /* rst-files.c (helper side) */
 int rst_files_open_kept(struct rst_child *c);

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define RST_BLOB_MAGIC 0x52535442u /* "RSTB" */
-#define RST_BLOB_VERSION 4u /* 4: queued signals, per thread and shared */
+#define RST_BLOB_VERSION 5u /* 4: queued signals, per thread and shared; 5: go_fd */
 
 #define RST_STACK_SIZE (64u * 1024)
 /* Highest user address + 1 with 4-level paging (the default mmap limit). */
@@ -46,6 +46,8 @@
 /* Status pipe protocol: one 'K' byte on success, or 'E' and a text line. */
 #define RST_STATUS_OK 'K'
 #define RST_STATUS_ERR 'E'
+/* The release byte on the go pipe. */
+#define RST_GO 'G'
 
 struct rst_blob_vma {
 	uint64_t start;
@@ -183,7 +185,12 @@ struct rst_blob_args {
 	int32_t uffd;
 	int32_t lazy_sock;
 	uint32_t nr_lazy;
-	uint32_t pad;
+	/*
+	 * The barrier of a tree: after its 'K' the blob reads one byte from
+	 * this pipe, RST_GO, before it resumes the process; end of file or any
+	 * other byte ends the process. -1: no barrier.
+	 */
+	int32_t go_fd;
 	uint64_t lazy_off;
 	struct rst_blob_move moves[RST_MAX_VDSO];
 	struct rst_blob_itimer itimers[RST_NR_ITIMERS];

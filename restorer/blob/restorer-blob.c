@@ -656,6 +656,20 @@ static void wait_threads(const struct rst_blob_args *a)
 	}
 }
 
+/*
+ * The SIGCHLD of each zombie child recreated for this process (rst-helper.c)
+ * is pending, blocked: the dumped process had been told already. Dropped
+ * before the dumped queue (which may hold a SIGCHLD of its own) comes back.
+ */
+static void drop_sigchld(void)
+{
+	uint64_t set = 1ULL << (17 - 1); /* SIGCHLD */
+	long zero[2] = { 0, 0 };
+
+	while (sys4(__NR_rt_sigtimedwait, &set, 0, zero, 8) == 17)
+		;
+}
+
 __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct rst_blob_args *a)
 {
 	const int32_t *fds;
@@ -683,12 +697,25 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	set_thread(a, thread_at(a, 0));
 	set_timers(a);
 	wait_threads(a);
+	drop_sigchld();
 	requeue_signals(a, thread_at(a, 0));
 	requeue_signals(a, NULL);
 	r = sys3(__NR_write, a->status_fd, &ok, 1);
 	if (r != 1)
 		fail(a, "writing the status byte to fd", (unsigned long)a->status_fd, r < 0 ? r : -5);
 	sys1(__NR_close, a->status_fd);
+	/*
+	 * Every process of the tree resumes together, or none: end of file
+	 * means relive gave up (or died).
+	 */
+	if (a->go_fd >= 0) {
+		char go = 0;
+
+		r = sys3(__NR_read, a->go_fd, &go, 1);
+		if (r != 1 || go != RST_GO)
+			sys1(__NR_exit_group, 1);
+		sys1(__NR_close, a->go_fd);
+	}
 	{
 		register uint64_t frame __asm__("r12") = thread_at(a, 0)->frame_sp;
 		register volatile int32_t *go __asm__("r13") = tail_word(a, RST_TAIL_GO_OFF);
