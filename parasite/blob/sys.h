@@ -8,22 +8,10 @@
 #include <asm/unistd_64.h>
 #include <stdint.h>
 
-static inline long sys_call6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
-{
-	register long r10 __asm__("r10") = a4;
-	register long r8 __asm__("r8") = a5;
-	register long r9 __asm__("r9") = a6;
-	long ret;
+#include "blob-syscall.h"
 
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-#define sys_call3(nr, a, b, c) sys_call6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys_call4(nr, a, b, c, d) sys_call6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys_call3(nr, a, b, c) blob_syscall6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys_call4(nr, a, b, c, d) blob_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 
 struct blob_iovec {
 	uint64_t base;

@@ -17,6 +17,7 @@
  * releases the threads and does the leader's rt_sigreturn.
  * Errors go to the status pipe as text, then exit_group(1).
  */
+#include "blob-syscall.h"
 #include "restorer-abi.h"
 
 #include <asm/prctl.h>
@@ -113,25 +114,11 @@ __asm__(".text\n"
 	"1:	ret\n"
 	".size blob_clone3, .-blob_clone3\n");
 
-static long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
-{
-	register long r10 __asm__("r10") = a4;
-	register long r8 __asm__("r8") = a5;
-	register long r9 __asm__("r9") = a6;
-	long ret;
-
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-#define sys1(nr, a) sys6(nr, (long)(a), 0, 0, 0, 0, 0)
-#define sys2(nr, a, b) sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
-#define sys3(nr, a, b, c) sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys4(nr, a, b, c, d) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-#define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+#define sys1(nr, a) blob_syscall6(nr, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(nr, a, b) blob_syscall6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(nr, a, b, c) blob_syscall6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(nr, a, b, c, d) blob_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(nr, a, b, c, d, e) blob_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
 
 /* The compiler may emit calls to these even with -fno-builtin. */
 void *memcpy(void *dst, const void *src, unsigned long n)
@@ -295,7 +282,7 @@ static void map_vmas(const struct rst_blob_args *a)
 	long r;
 
 	for (uint32_t i = 0; i < a->nr_vmas; i++) {
-		r = sys6(__NR_mmap, v[i].start, v[i].end - v[i].start, v[i].map_prot,
+		r = blob_syscall6(__NR_mmap, v[i].start, v[i].end - v[i].start, v[i].map_prot,
 			 v[i].flags | MAP_FIXED, v[i].fd, v[i].pgoff);
 		if (r < 0)
 			fail(a, "mmap of the vma at", v[i].start, r);
