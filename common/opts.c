@@ -27,7 +27,6 @@ enum opt_id {
 	OPT_STATUS_FD,
 	OPT_LAZY_TIMEOUT,
 	OPT_STATS_JSON,
-	OPT_PIDNS,
 };
 
 /* Short options are folded into slots 0..5 so every option has its own bit. */
@@ -52,7 +51,6 @@ static const struct option long_opts[] = {
 	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
 	{ "lazy-timeout", required_argument, NULL, OPT_LAZY_TIMEOUT },
 	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
-	{ "pidns", no_argument, NULL, OPT_PIDNS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -200,9 +198,6 @@ static int apply_opt(const char *prog, const struct cmd_desc *cd, int c, const c
 		break;
 	case OPT_STATS_JSON:
 		o->stats_json = arg;
-		break;
-	case OPT_PIDNS:
-		o->pidns = true;
 		break;
 	}
 	return 0;

@@ -34,7 +34,6 @@ struct relive_opts {
 	bool leave_running;
 	bool lazy_pages;
 	bool shell_job;
-	bool pidns;
 	const char *pidfile;
 	int status_fd;
 	unsigned int lazy_timeout;

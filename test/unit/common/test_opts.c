@@ -142,8 +142,8 @@ static void test_option_not_valid_here(void **state)
 	ASSERT_USAGE_ERROR("option '--restore-detached' is not valid here", "dump", "-t", "5",
 			   "-D", "d", "-d");
 	ASSERT_USAGE_ERROR("option '--port' is not valid here", "show", "--port", "1", "x.img");
-	ASSERT_USAGE_ERROR("option '--pidns' is not valid here", "dump", "-t", "5", "-D", "d",
-			   "--pidns");
+	ASSERT_USAGE_ERROR("option '--leave-running' is not valid here", "restore", "-D", "d",
+			   "--leave-running");
 	ASSERT_USAGE_ERROR("option '--images-dir' is not valid here", "check", "-D", "d");
 	ASSERT_USAGE_ERROR("option '--stats-json' is not valid here", "restore", "-D", "d",
 			   "--stats-json", "s.json");
@@ -196,8 +196,6 @@ static void test_valid_defaults_and_aliases(void **state)
 	assert_true(o.restore_detached);
 	assert_true(o.shell_job);
 	assert_int_equal(o.verbosity, 4); /* three above the default, capped at 4 */
-	/* --pidns is not implemented yet: refused rather than silently ignored */
-	assert_int_equal(PARSE(&o, "restore", "-D", "d", "--pidns"), -EINVAL);
 
 	/* As in CRIU, each v raises the level from the default (2, warnings). */
 	assert_int_equal(PARSE(&o, "check", "-v"), 0);
