@@ -391,18 +391,28 @@ class Bench:
                 hists.append({int(b): int(c) for b, c in (y.split(":") for y in f[2:])})
         if not ok:
             raise RunError("the workload read a word that was not what it wrote (ok=0)")
-        # the migration gap: the longest one around the freeze
-        cand = [g for g in gaps if g[0] <= freeze + 0.05 and g[1] >= freeze]
+        # The migration gap is the one gap of the workload's timeline that holds
+        # an instant when it certainly was not running: the tree fully frozen
+        # (freeze start + freezing time; the start is stamped before the
+        # pre-freeze smaps read, which grows with memory: ~0.1 s at 8 GiB), or,
+        # without relive's stats, the dump done. Gaps never overlap: at most one.
+        held = freeze + int(ds["freezing_time_us"]) / 1e6 if "freezing_time_us" in ds \
+            else t_dump
+        cand = [g for g in gaps if g[0] <= held <= g[1]]
         if not cand:
-            raise RunError("the workload logged no gap around the freeze at %.6f" % freeze)
-        mg = max(cand, key=lambda g: g[1] - g[0])
+            raise RunError("the workload logged no gap around %.6f (frozen since then; "
+                           "freeze started at %.6f)" % (held, freeze))
+        mg = cand[0]
         resume = mg[1]
         before = [t for t in ticks if freeze - BEFORE_S <= t[0] <= freeze]
         after = [t for t in ticks if resume < t[0] <= resume + AFTER_S]
         # the victim's own gap bounds the migration: a tick printed after the dump
-        # started but before the freeze took hold counts as before
+        # started but before the freeze took hold counts as before. A tick is
+        # stamped in µs from the reading that ended the previous access: a freeze
+        # inside that access gives a tick stamped at the gap's end, truncated to
+        # just below it. Nothing reads the clock inside a gap: after its start is after.
         cnt_before = max((t[2] for t in ticks if t[0] <= mg[0]), default=0)
-        cnt_after = min((t[2] for t in ticks if t[0] >= mg[1]), default=0)
+        cnt_after = min((t[2] for t in ticks if t[0] > mg[0]), default=0)
         if cnt_after != cnt_before + 1:
             raise RunError("counter went from %d to %d across the migration"
                            % (cnt_before, cnt_after))
@@ -411,6 +421,8 @@ class Bench:
         r.update({
             "ok": True,
             "freeze_realtime_s": freeze,
+            # the victim ran this long after the dump's freeze started (pre-freeze work)
+            "freeze_to_gap_ms": (mg[0] - freeze) * 1e3,
             "frozen_window_ms": (mg[1] - mg[0]) * 1e3,
             "frozen_window_driver_ms": (t_rest - freeze) * 1e3,
             "dump_s": t_dump - t0,

@@ -27,6 +27,10 @@ enum opt_id {
 	OPT_STATUS_FD,
 	OPT_LAZY_TIMEOUT,
 	OPT_STATS_JSON,
+	OPT_EXT_UNIX_SK,
+	OPT_TCP_ESTABLISHED,
+	OPT_FILE_LOCKS,
+	OPT_PIDNS,
 };
 
 /* Short options are folded into slots 0..5 so every option has its own bit. */
@@ -51,6 +55,10 @@ static const struct option long_opts[] = {
 	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
 	{ "lazy-timeout", required_argument, NULL, OPT_LAZY_TIMEOUT },
 	{ "stats-json", required_argument, NULL, OPT_STATS_JSON },
+	{ "ext-unix-sk", no_argument, NULL, OPT_EXT_UNIX_SK },
+	{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
+	{ "file-locks", no_argument, NULL, OPT_FILE_LOCKS },
+	{ "pidns", no_argument, NULL, OPT_PIDNS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -68,15 +76,19 @@ struct cmd_desc {
 static const struct cmd_desc cmds[] = {
 	{ "dump", CMD_DUMP,
 	  "dump -t PID -D DIR [--leave-running] [--lazy-pages --address ADDR --port PORT "
-	  "[--status-fd FD] [--lazy-timeout SEC]] [-o LOG] [-vN]",
+	  "[--status-fd FD] [--lazy-timeout SEC]] [--shell-job] [--ext-unix-sk] "
+	  "[--tcp-established] [--file-locks] [-o LOG] [-vN]",
 	  COMMON_BITS | BIT(OPT_TREE) | BIT(OPT_DIR) | BIT(OPT_LEAVE_RUNNING) |
 		  BIT(OPT_LAZY_PAGES) | BIT(OPT_ADDRESS) | BIT(OPT_PORT) | BIT(OPT_STATUS_FD) |
-		  BIT(OPT_LAZY_TIMEOUT) | BIT(OPT_SHELL_JOB),
+		  BIT(OPT_LAZY_TIMEOUT) | BIT(OPT_SHELL_JOB) | BIT(OPT_EXT_UNIX_SK) |
+		  BIT(OPT_TCP_ESTABLISHED) | BIT(OPT_FILE_LOCKS),
 	  BIT(OPT_TREE) | BIT(OPT_DIR), 0, 0 },
 	{ "restore", CMD_RESTORE,
-	  "restore -D DIR [-d] [--pidfile FILE] [--lazy-pages] [--shell-job] [-o LOG] [-vN]",
+	  "restore -D DIR [-d] [--pidfile FILE] [--lazy-pages] [--shell-job] [--pidns] "
+	  "[--ext-unix-sk] [--tcp-established] [--file-locks] [-o LOG] [-vN]",
 	  COMMON_BITS | BIT(OPT_DIR) | BIT(OPT_DETACHED) | BIT(OPT_PIDFILE) |
-		  BIT(OPT_LAZY_PAGES) | BIT(OPT_SHELL_JOB) | BIT(OPT_STATUS_FD),
+		  BIT(OPT_LAZY_PAGES) | BIT(OPT_SHELL_JOB) | BIT(OPT_STATUS_FD) | BIT(OPT_PIDNS) |
+		  BIT(OPT_EXT_UNIX_SK) | BIT(OPT_TCP_ESTABLISHED) | BIT(OPT_FILE_LOCKS),
 	  BIT(OPT_DIR), 0, 0 },
 	{ "lazy-pages", CMD_LAZY_PAGES,
 	  "lazy-pages --address SRC --port PORT -D DIR [--status-fd FD] [--stats-json FILE]",
@@ -198,6 +210,18 @@ static int apply_opt(const char *prog, const struct cmd_desc *cd, int c, const c
 		break;
 	case OPT_STATS_JSON:
 		o->stats_json = arg;
+		break;
+	case OPT_EXT_UNIX_SK:
+		o->ext_unix_sk = true;
+		break;
+	case OPT_TCP_ESTABLISHED:
+		o->tcp_established = true;
+		break;
+	case OPT_FILE_LOCKS:
+		o->file_locks = true;
+		break;
+	case OPT_PIDNS:
+		o->pidns = true;
 		break;
 	}
 	return 0;

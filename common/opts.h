@@ -38,6 +38,14 @@ struct relive_opts {
 	int status_fd;
 	unsigned int lazy_timeout;
 	const char *stats_json;
+	/* leave unix sockets whose peer is outside the tree (dump), or expect them (restore) */
+	bool ext_unix_sk;
+	/* dump and restore established TCP connections (TCP_REPAIR) */
+	bool tcp_established;
+	/* dump and restore flock/POSIX locks */
+	bool file_locks;
+	/* restore into a new pid namespace */
+	bool pidns;
 	/* positional arguments after the options (show FILE ...) */
 	char **args;
 	int nr_args;

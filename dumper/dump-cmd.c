@@ -3,18 +3,22 @@
  * collect each one's state through /proc, ptrace and the parasite, write the
  * image directory, and only then kill them (or let them run with
  * --leave-running). Any failure leaves every process cured and running, and
- * the inventory (written last) absent. Lazy dumps take a single process.
+ * the inventory (written last) absent.
  *
  * With --lazy-pages the private anonymous pages are not written: before the
- * cure the parasite clones a keeper sharing the address space, the victim is
- * killed as soon as the images are complete (so the frozen window does not
- * grow with its memory), and relive stays up as the page server, reading
- * from the keeper, until the client's DONE; the keeper dies on every path.
+ * cure the parasite clones a keeper sharing the address space of each
+ * process of the tree, the tree is killed as soon as the images are complete
+ * (so the frozen window does not grow with its memory), and relive stays up
+ * as the page server of every process, reading from its keeper, until the
+ * client's DONE; the keepers die on every path.
  */
 #include "commands.h"
 #include "dump.h"
+#include "dump-pidns.h"
+#include "dump-inet.h"
 #include "page-server.h"
 
+#include "fault.h"
 #include "log.h"
 #include "psite.h"
 #include "util.h"
@@ -56,7 +60,8 @@ static int write_single(struct dump_ctx *ctx, enum img_kind kind, const Protobuf
 	return r;
 }
 
-static int write_inventory(struct dump_ctx *ctx, const uint8_t token[IMG_SESSION_TOKEN_LEN])
+static int write_inventory(struct dump_ctx *ctx, const uint8_t token[IMG_SESSION_TOKEN_LEN],
+			   uint32_t root_pid)
 {
 	InventoryEntry ie = INVENTORY_ENTRY__INIT;
 	struct utsname uts;
@@ -73,7 +78,7 @@ static int write_inventory(struct dump_ctx *ctx, const uint8_t token[IMG_SESSION
 		ie.flags |= INV_FLAG_LAZY;
 	ie.session_token.data = (uint8_t *)token;
 	ie.session_token.len = IMG_SESSION_TOKEN_LEN;
-	ie.root_pid = (uint32_t)ctx->pid;
+	ie.root_pid = root_pid;
 	ie.has_dump_time_us = true;
 	ie.dump_time_us = realtime_us();
 	ie.hostname = host;
@@ -186,12 +191,14 @@ static int dump_infected(struct dump_ctx *ctx, struct lazy_keeper *k)
 	r = psite_infect(ctx->frozen, ctx->pid, &ctx->ctl);
 	if (r)
 		return r;
-	r = dmp_task(ctx);
+	r = fault_at("dump-after-infect") ? -EIO : dmp_task(ctx);
 	if (!r)
 		r = dmp_mm_drain(ctx);
 	/* Last, so the keeper sees the mm as dumped; it needs the parasite. */
 	if (!r && ctx->opts->lazy_pages)
 		r = make_keeper(ctx, k);
+	if (!r && fault_at("dump-before-cure"))
+		r = -EIO;
 	rc = psite_cure(ctx->ctl);
 	ctx->ctl = NULL;
 	if (rc && !r) {
@@ -253,53 +260,118 @@ static void rearm_thread(struct dump_ctx *ctx, pid_t tid, uint64_t head, size_t 
 		pr_warn("tid %d: its robust list or clear_child_tid may be lost\n", (int)tid);
 }
 
-/* Every thread writes at its exit: disarm them all, or none. */
-static int disarm_exit_writes(struct dump_ctx *ctx)
+/* What disarm_exit_writes() took from each thread, to put it back. */
+struct exit_writes {
+	uint64_t *heads;
+	size_t *lens;
+	size_t nr;
+};
+
+static void rearm_exit_writes(struct dump_ctx *ctx, const struct exit_writes *w, size_t n)
 {
-	_cleanup_free_ uint64_t *heads = NULL;
-	_cleanup_free_ size_t *lens = NULL;
+	const pid_t *tids;
+	size_t nr;
+
+	tids = psite_frozen_tids(ctx->frozen, &nr);
+	for (size_t i = MIN(n, nr); i-- > 0;)
+		rearm_thread(ctx, tids[i], w->heads[i], w->lens[i],
+			     ctx->thread_states[i].clear_tid);
+}
+
+/* Every thread writes at its exit: disarm them all, or none. W is filled (free it). */
+static int disarm_exit_writes(struct dump_ctx *ctx, struct exit_writes *w)
+{
 	const pid_t *tids;
 	size_t nr, i;
 	int r = 0;
 
 	tids = psite_frozen_tids(ctx->frozen, &nr);
-	heads = calloc(nr + 1, sizeof(*heads));
-	lens = calloc(nr + 1, sizeof(*lens));
-	if (!heads || !lens)
+	w->heads = calloc(nr + 1, sizeof(*w->heads));
+	w->lens = calloc(nr + 1, sizeof(*w->lens));
+	w->nr = nr;
+	if (!w->heads || !w->lens)
 		return -ENOMEM;
 	for (i = 0; i < nr; i++) {
 		void *head = NULL;
 
-		if (syscall(SYS_get_robust_list, tids[i], &head, &lens[i])) {
+		if (syscall(SYS_get_robust_list, tids[i], &head, &w->lens[i])) {
 			r = -errno;
 			pr_perror("tid %d: get_robust_list", (int)tids[i]);
 			return r;
 		}
-		heads[i] = (uint64_t)(uintptr_t)head;
+		w->heads[i] = (uint64_t)(uintptr_t)head;
 	}
 	for (i = 0; !r && i < nr; i++)
 		r = disarm_thread(ctx, tids[i]);
-	if (r) {
-		while (i-- > 0)
-			rearm_thread(ctx, tids[i], heads[i], lens[i], ctx->thread_states[i].clear_tid);
+	if (r)
+		rearm_exit_writes(ctx, w, i);
+	return r;
+}
+
+/*
+ * Every process of the tree writes at its exit (a zombie has no threads):
+ * disarm them all, or put back those already done.
+ */
+static int disarm_tree(struct dump_tree *tree)
+{
+	_cleanup_free_ struct exit_writes *w = calloc(tree->nr, sizeof(*w));
+	size_t i;
+	int r = w ? 0 : -ENOMEM;
+
+	for (i = 0; !r && i < tree->nr; i++)
+		if (!tree->procs[i].zombie)
+			r = disarm_exit_writes(&tree->procs[i], &w[i]);
+	if (r && i > 0) {
+		/* Process i - 1 failed and put its own back. */
+		for (size_t k = i - 1; k-- > 0;)
+			if (!tree->procs[k].zombie)
+				rearm_exit_writes(&tree->procs[k], &w[k], w[k].nr);
+	}
+	for (size_t k = 0; w && k < tree->nr; k++) {
+		free(w[k].heads);
+		free(w[k].lens);
+	}
+	return r;
+}
+
+/* Kill every keeper (reaped in its frozen victim when that still exists). */
+static int kill_keepers(struct dump_tree *tree, struct lazy_keeper *k)
+{
+	int r = 0;
+
+	for (size_t i = 0; k && i < tree->nr; i++) {
+		if (psite_keeper_kill(tree->procs[i].frozen, k[i].pid, k[i].pidfd) && !r)
+			r = -ESRCH;
+		if (k[i].pidfd >= 0)
+			close(k[i].pidfd);
+		k[i] = (struct lazy_keeper){ .pid = 0, .pidfd = -1 };
 	}
 	return r;
 }
 
 /*
- * The images are complete and the victim frozen: kill it (the keeper holds
- * its memory), record the frozen window, tell --status-fd, and serve.
+ * The images are complete and the tree frozen: kill it (the keepers hold
+ * its memory), record the frozen window, tell --status-fd, and serve every
+ * process of the tree.
  */
-static int lazy_serve(struct dump_ctx *ctx, int lfd, const uint8_t *token,
-		      struct lazy_keeper *k)
+static int lazy_serve(struct dump_tree *tree, int lfd, const uint8_t *token,
+		      const struct lazy_keeper *k)
 {
+	struct dump_ctx *ctx = &tree->procs[0];
 	const struct relive_opts *opts = ctx->opts;
 	struct ps_server_cfg cfg = { 0 };
+	_cleanup_free_ struct ps_proc *procs = calloc(tree->nr, sizeof(*procs));
 	uint64_t t_killed;
-	int r;
+	int r = procs ? 0 : -ENOMEM;
 
-	r = psite_unfreeze(ctx->frozen, true);
-	ctx->frozen = NULL;
+	/* Children first: a killed parent leaves none of them running meanwhile. */
+	for (size_t i = tree->nr; i-- > 0;) {
+		int rk = psite_unfreeze(tree->procs[i].frozen, true);
+
+		tree->procs[i].frozen = NULL;
+		if (rk && !r)
+			r = rk;
+	}
 	t_killed = util_now_us();
 	if (r) {
 		close(lfd);
@@ -308,8 +380,9 @@ static int lazy_serve(struct dump_ctx *ctx, int lfd, const uint8_t *token,
 	/* The stats written before the kill lack its last steps: exact now. */
 	if (write_stats(ctx, t_killed))
 		pr_warn("stats-dump.img keeps the frozen time measured before the kill\n");
-	pr_info("pid %d killed after %llu us frozen; %llu pages written, %llu lazy\n",
-		(int)ctx->pid, (unsigned long long)(t_killed - ctx->t_frozen),
+	pr_info("pid %d killed after %llu us frozen (%zu processes); %llu pages written, "
+		"%llu lazy\n",
+		(int)ctx->pid, (unsigned long long)(t_killed - ctx->t_frozen), tree->nr,
 		(unsigned long long)ctx->pages_written, (unsigned long long)ctx->pages_lazy);
 	if (opts->status_fd >= 0) {
 		char zero = 0;
@@ -318,11 +391,18 @@ static int lazy_serve(struct dump_ctx *ctx, int lfd, const uint8_t *token,
 			pr_perror("cannot write to --status-fd %d", opts->status_fd);
 		close(opts->status_fd);
 	}
-	cfg.pid = ctx->pid;
-	cfg.keeper = k->pid;
-	cfg.keeper_pidfd = k->pidfd;
-	cfg.runs = ctx->runs.runs;
-	cfg.nr_runs = ctx->runs.nr;
+	for (size_t i = 0; i < tree->nr; i++) {
+		const struct dump_ctx *p = &tree->procs[i];
+
+		if (p->zombie)
+			continue;
+		procs[cfg.nr_procs++] = (struct ps_proc){ .pid = p->pid,
+							  .keeper = k[i].pid,
+							  .keeper_pidfd = k[i].pidfd,
+							  .runs = p->runs.runs,
+							  .nr_runs = p->runs.nr };
+	}
+	cfg.procs = procs;
 	memcpy(cfg.token, token, PS_TOKEN_LEN);
 	cfg.lazy_timeout_s = opts->lazy_timeout;
 	cfg.idle_timeout_ms = idle_timeout_ms();
@@ -354,6 +434,9 @@ static int dump_process(struct dump_tree *t, size_t idx, struct dump_files *file
 	/* Before the parasite adds its control socket to the fd table. */
 	if (!r)
 		r = dmp_files(ctx);
+	/* Its scratch page is gone before the memory is collected. */
+	if (!r)
+		r = dmp_posix_timers(ctx);
 	if (!r)
 		r = dmp_mm_collect(ctx);
 	if (!r)
@@ -375,7 +458,8 @@ int cmd_dump(const struct relive_opts *opts)
 	struct dump_ctx *ctx;
 	struct proc_stat st;
 	uint8_t token[IMG_SESSION_TOKEN_LEN];
-	struct lazy_keeper keeper = { .pid = 0, .pidfd = -1 };
+	_cleanup_free_ struct lazy_keeper *keepers = NULL;
+	struct dmp_pidmap pidmap = { 0 };
 	uint64_t t_start, freeze_rt;
 	pid_t root = opts->tree;
 	int lfd = -1, dirfd;
@@ -415,15 +499,30 @@ int cmd_dump(const struct relive_opts *opts)
 	t_start = util_now_us();
 	freeze_rt = realtime_us();
 	r = dmp_tree_freeze(&tree, opts, dirfd, root);
-	if (!r && opts->lazy_pages && tree.nr > 1) {
-		pr_err("pid %d has %zu descendants: a lazy dump of a process tree is not "
-		       "supported; dump it without --lazy-pages\n",
-		       (int)root, tree.nr - 1);
+	if (!r)
+		r = dmp_pidns_map(&tree, &pidmap);
+	/* Its death would kill every process of its namespace, the keepers included. */
+	if (!r && pidmap.nr && opts->lazy_pages) {
+		pr_err("pid %d is the init of a pid namespace: a lazy dump of it is not supported; "
+		       "dump it without --lazy-pages\n",
+		       (int)root);
 		r = -ENOTSUP;
+	}
+	if (!r && fault_at("dump-after-freeze")) {
+		r = -EIO;
+		pr_err("dump of pid %d failed; it keeps running\n", (int)root);
+	}
+	if (!r && opts->lazy_pages) {
+		keepers = calloc(tree.nr, sizeof(*keepers));
+		if (!keepers)
+			r = -ENOMEM;
+		for (size_t i = 0; keepers && i < tree.nr; i++)
+			keepers[i] = (struct lazy_keeper){ .pid = 0, .pidfd = -1 };
 	}
 	if (r) {
 		dmp_tree_unfreeze(&tree, false);
 		dmp_tree_fini(&tree);
+		dmp_pidns_fini(&pidmap);
 		close(dirfd);
 		if (lfd >= 0)
 			close(lfd);
@@ -437,7 +536,7 @@ int cmd_dump(const struct relive_opts *opts)
 		(unsigned long long)(ctx->t_frozen - ctx->t_start));
 
 	for (size_t i = 0; !r && i < tree.nr; i++)
-		r = dump_process(&tree, i, &files, &keeper);
+		r = dump_process(&tree, i, &files, keepers ? &keepers[i] : NULL);
 	for (size_t i = 1; i < tree.nr; i++) {
 		ctx->pages_written += tree.procs[i].pages_written;
 		ctx->pages_lazy += tree.procs[i].pages_lazy;
@@ -449,12 +548,19 @@ int cmd_dump(const struct relive_opts *opts)
 		r = dmp_files_write(ctx);
 	if (!r)
 		r = dmp_tree_write_pstree(&tree);
+	/* A namespace init as the root: the images get the namespace's pids. */
+	if (!r && pidmap.nr)
+		r = dmp_pidns_rewrite(&tree, &pidmap);
 	t_end = util_now_us();
 	if (!r)
 		r = write_stats(ctx, t_end);
 	/* The inventory marks a complete dump: written last. */
+	if (!r && fault_at("dump-before-inventory"))
+		r = -EIO;
 	if (!r)
-		r = write_inventory(ctx, token);
+		r = write_inventory(ctx, token,
+				    pidmap.nr ? dmp_pidns_ns(&pidmap, (uint32_t)ctx->pid)
+					      : (uint32_t)ctx->pid);
 	if (!r && fsync(dirfd)) {
 		r = -errno;
 		pr_perror("cannot sync the images directory %s", opts->images_dir);
@@ -462,29 +568,32 @@ int cmd_dump(const struct relive_opts *opts)
 
 	if (r) {
 		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx->pid);
-		psite_keeper_kill(ctx->frozen, keeper.pid, keeper.pidfd);
+		kill_keepers(&tree, keepers);
+		dmp_inet_release(false);
 		dmp_tree_unfreeze(&tree, false);
 		if (lfd >= 0)
 			close(lfd);
-	} else if (opts->lazy_pages && disarm_exit_writes(ctx)) {
+	} else if (opts->lazy_pages && disarm_tree(&tree)) {
 		r = -EIO;
 		unlinkat(dirfd, "inventory.img", 0);
 		pr_err("dump of pid %d failed; it keeps running\n", (int)ctx->pid);
-		psite_keeper_kill(ctx->frozen, keeper.pid, keeper.pidfd);
+		kill_keepers(&tree, keepers);
+		dmp_inet_release(false);
 		dmp_tree_unfreeze(&tree, false);
 		close(lfd);
 	} else if (opts->lazy_pages) {
-		r = lazy_serve(ctx, lfd, token, &keeper);
-		if (psite_keeper_kill(NULL, keeper.pid, keeper.pidfd) && !r)
+		dmp_inet_release(true);
+		r = lazy_serve(&tree, lfd, token, keepers);
+		if (kill_keepers(&tree, keepers) && !r)
 			r = -ESRCH;
 	} else {
+		dmp_inet_release(!opts->leave_running);
 		dmp_tree_unfreeze(&tree, !opts->leave_running);
 		pr_info("dump of pid %d complete (%zu processes): %llu pages, frozen %llu us\n",
 			(int)ctx->pid, tree.nr, (unsigned long long)ctx->pages_written,
 			(unsigned long long)(t_end - ctx->t_frozen));
 	}
-	if (keeper.pidfd >= 0)
-		close(keeper.pidfd);
+	dmp_pidns_fini(&pidmap);
 	dmp_files_fini(&ctx->files);
 	dmp_tree_fini(&tree);
 	close(dirfd);

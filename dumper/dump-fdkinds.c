@@ -9,6 +9,7 @@
  * Pipes and FIFOs are in dump-pipes.c.
  */
 #include "dump-fdkinds.h"
+#include "dump-inet.h"
 
 #include "log.h"
 #include "util.h"
@@ -34,10 +35,13 @@ static bool ends_deleted(const char *link)
 
 bool dmp_fdkind_handles(const char *link, const struct stat *st)
 {
-	if (S_ISFIFO(st->st_mode))
+	if (S_ISFIFO(st->st_mode) || dmp_tty_handles(st))
+		return true;
+	if (dmp_inet_handles(st) || dmp_unix_handles(link, st))
 		return true;
 	if (!strcmp(link, "anon_inode:[eventfd]") || !strcmp(link, "anon_inode:[timerfd]") ||
-	    !strcmp(link, "anon_inode:[signalfd]"))
+	    !strcmp(link, "anon_inode:[signalfd]") || !strcmp(link, "anon_inode:[eventpoll]") ||
+	    !strcmp(link, "anon_inode:inotify"))
 		return true;
 	/* Unlinked with no other name left: its content is all there is. */
 	return S_ISREG(st->st_mode) && link[0] == '/' && ends_deleted(link) && st->st_nlink == 0;
@@ -263,8 +267,18 @@ int dmp_fdkind_fill(struct dump_ctx *ctx, int fd, const char *link, const struct
 
 	if (S_ISFIFO(st->st_mode))
 		return dmp_pipe_fill(ctx, fd, link, st, info, fe);
+	if (dmp_tty_handles(st))
+		return dmp_tty_fill(ctx, fd, link, st, info, fe);
+	if (dmp_inet_handles(st))
+		return dmp_inet_fill(ctx, fd, st, info, fe);
+	if (S_ISSOCK(st->st_mode))
+		return dmp_unix_fill(ctx, fd, link, st, info, fe);
 	if (link[0] == '/')
 		return fill_anon(ctx, fd, link, st, info, fe);
+	if (!strcmp(link, "anon_inode:[eventpoll]"))
+		return dmp_epoll_fill(ctx, fd, info, fe);
+	if (!strcmp(link, "anon_inode:inotify"))
+		return dmp_inotify_fill(ctx, fd, info, fe);
 	r = read_fdinfo_text(ctx->pid, fd, &text);
 	if (r)
 		return r;

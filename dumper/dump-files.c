@@ -64,6 +64,7 @@ void dmp_files_fini(struct dump_files *files)
 		file_entry_free(files->entries[i]);
 	free(files->entries);
 	free(files->refs);
+	dmp_locks_free(files);
 	memset(files, 0, sizeof(*files));
 }
 
@@ -217,6 +218,9 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 		if (r)
 			return r;
 	}
+	r = dmp_locks_fd(ctx, fd, link, id);
+	if (r)
+		return r;
 	seen[nr_seen] = (struct fd_seen){ fd, id, st.st_dev, st.st_ino };
 	fi->fd = (uint32_t)fd;
 	fi->file_id = id;
@@ -329,18 +333,19 @@ out:
 	return r;
 }
 
-int dmp_files_write(struct dump_ctx *ctx)
+int dmp_img_write_all(int dirfd, enum img_kind kind, void *const *msgs, size_t nr)
 {
 	struct img img;
 	int r;
 
-	r = img_open(&img, ctx->dirfd, IMG_FILES, 0, IMG_WRITE);
+	r = img_open(&img, dirfd, kind, 0, IMG_WRITE);
 	if (r) {
 		pr_err("%s\n", img.err);
 		return r;
 	}
-	for (size_t i = 0; i < ctx->files.nr && !r; i++) {
-		r = img_write(&img, &ctx->files.entries[i]->base);
+	/* Every generated message starts with its ProtobufCMessage base. */
+	for (size_t i = 0; i < nr && !r; i++) {
+		r = img_write(&img, (const ProtobufCMessage *)msgs[i]);
 		if (r)
 			pr_err("%s\n", img.err);
 	}
@@ -349,4 +354,20 @@ int dmp_files_write(struct dump_ctx *ctx)
 		r = -EIO;
 	}
 	return r;
+}
+
+int dmp_files_write(struct dump_ctx *ctx)
+{
+	int r;
+
+	r = dmp_unix_check(&ctx->files, ctx->opts);
+	if (!r)
+		r = dmp_tty_finish(ctx);
+	if (!r)
+		r = dmp_img_write_all(ctx->dirfd, IMG_FILE_LOCKS, (void *const *)ctx->files.locks,
+				      ctx->files.nr_locks);
+	if (r)
+		return r;
+	return dmp_img_write_all(ctx->dirfd, IMG_FILES, (void *const *)ctx->files.entries,
+				 ctx->files.nr);
 }

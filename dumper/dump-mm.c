@@ -7,6 +7,7 @@
  */
 #include "dump.h"
 
+#include "fault.h"
 #include "log.h"
 #include "psite.h"
 #include "util.h"
@@ -190,6 +191,8 @@ static int drain_runs(struct dump_ctx *ctx, const struct run_list *runs, struct 
 			return -EIO;
 		}
 		img_pages_advance(pages, bytes);
+		if (fault_at("dump-mid-pages"))
+			return -EIO;
 		i += n;
 	}
 	return 0;

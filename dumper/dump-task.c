@@ -198,6 +198,8 @@ int dmp_task(struct dump_ctx *ctx)
 		return r;
 	te.n_shared_pending = ctx->shared_pending.nr;
 	te.shared_pending = shared;
+	te.n_posix_timers = ctx->nr_ptimers;
+	te.posix_timers = ctx->ptimers;
 
 	r = img_open(&img, ctx->dirfd, IMG_TASK, (uint32_t)ctx->pid, IMG_WRITE);
 	if (r) {

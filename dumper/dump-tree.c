@@ -140,6 +140,7 @@ void dmp_tree_fini(struct dump_tree *t)
 
 		free(c->thread_states);
 		dmp_pending_free(c);
+		dmp_posix_timers_free(c);
 		free(c->runs.runs);
 		free(c->pre_vmas);
 	}

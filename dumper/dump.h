@@ -35,6 +35,9 @@ struct dump_files {
 	uint32_t next_id;
 	struct dmp_fd_ref *refs;
 	size_t nr_refs, cap_refs;
+	/* file locks of the tree (dump-locks.c), written to file-locks.img */
+	FileLockEntry **locks;
+	size_t nr_locks;
 };
 
 /* A run of pages to dump, never crossing a VMA. */
@@ -96,6 +99,9 @@ struct dump_ctx {
 	struct dmp_sigqueue *pending;
 	size_t nr_pending;
 	struct dmp_sigqueue shared_pending;
+	/* POSIX timers, read before the memory (dump-timers.c), written by dmp_task */
+	PosixTimerEntry **ptimers;
+	size_t nr_ptimers;
 };
 
 /* dump-tree.c: the processes of the dump, parents first; procs[0] is the root. */
@@ -123,6 +129,22 @@ int dmp_files(struct dump_ctx *ctx);
 int dmp_files_add_mapped(struct dump_ctx *ctx, const char *path, uint32_t *ret_id);
 int dmp_files_write(struct dump_ctx *ctx);
 void dmp_files_fini(struct dump_files *files);
+
+/* Write NR messages (generated protobuf-c structs) as the one image of KIND. */
+int dmp_img_write_all(int dirfd, enum img_kind kind, void *const *msgs, size_t nr);
+
+/* dump-locks.c: the locks held through fd (file FILE_ID) of ctx->pid into
+ * ctx->files.locks; without --file-locks a lock fails the dump. */
+int dmp_locks_fd(struct dump_ctx *ctx, int fd, const char *link, uint32_t file_id);
+void dmp_locks_free(struct dump_files *files);
+
+/* dump-tty.c: once every process is dumped, the pty settings and queued
+ * bytes of each pair, and which terminals belong to the caller (--shell-job). */
+int dmp_tty_finish(struct dump_ctx *ctx);
+
+/* dump-timers.c: the POSIX timers of ctx->pid into ctx->ptimers (remote syscalls). */
+int dmp_posix_timers(struct dump_ctx *ctx);
+void dmp_posix_timers_free(struct dump_ctx *ctx);
 
 /* dump-task.c: task-<pid>.img and core-<tid>.img for every thread. */
 int dmp_task(struct dump_ctx *ctx);

@@ -110,26 +110,26 @@ static uint8_t *slot_hdr(struct pss_conn *c, unsigned int slot)
 }
 
 /* Whether [vaddr, vaddr + len) lies inside the LAZY runs (possibly several adjacent ones). */
-static bool lazy_covered(const struct pss_srv *srv, uint64_t vaddr, uint64_t len)
+static bool lazy_covered(const struct pss_proc *pp, uint64_t vaddr, uint64_t len)
 {
-	size_t lo = 0, hi = srv->nr_lazy;
+	size_t lo = 0, hi = pp->nr_lazy;
 	uint64_t cur = vaddr, end = vaddr + len;
 
 	/* The last run starting at or below vaddr. */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (srv->lazy[mid][0] <= vaddr)
+		if (pp->lazy[mid][0] <= vaddr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	if (lo == 0)
 		return false;
-	for (size_t i = lo - 1; i < srv->nr_lazy && cur < end; i++) {
-		if (srv->lazy[i][0] > cur || srv->lazy[i][1] <= cur)
+	for (size_t i = lo - 1; i < pp->nr_lazy && cur < end; i++) {
+		if (pp->lazy[i][0] > cur || pp->lazy[i][1] <= cur)
 			return false;
-		cur = srv->lazy[i][1];
+		cur = pp->lazy[i][1];
 	}
 	return cur >= end;
 }
@@ -137,6 +137,7 @@ static bool lazy_covered(const struct pss_srv *srv, uint64_t vaddr, uint64_t len
 static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 {
 	struct pss_srv *srv = c->loop->srv;
+	const struct pss_proc *pp = pss_proc_find(srv, h->pid);
 	unsigned int slot = (c->q_head + c->q_n) % PSS_SLOTS;
 	uint8_t *hdr = slot_hdr(c, slot), *pages = hdr + PS_HDR_SIZE;
 	size_t len = (size_t)h->nr_pages * PS_PAGE_SIZE;
@@ -146,12 +147,12 @@ static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 	uint64_t csum;
 	ssize_t n = 0;
 
-	if (h->pid != (uint32_t)srv->cfg->pid) {
-		cut(c, true, "unknown pid %u (this session serves pid %d)", h->pid,
-		    (int)srv->cfg->pid);
+	if (!pp) {
+		cut(c, true, "unknown pid %u (this session serves pid %d and its tree)", h->pid,
+		    (int)srv->cfg->procs[0].pid);
 		return -ESRCH;
 	}
-	if (!lazy_covered(srv, h->vaddr, len)) {
+	if (!lazy_covered(pp, h->vaddr, len)) {
 		cut(c, true, "run %#llx + %u pages is outside the lazy runs of pid %u",
 		    (unsigned long long)h->vaddr, h->nr_pages, h->pid);
 		return -ERANGE;
@@ -164,7 +165,7 @@ static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 		piece = MIN(len - off, (size_t)PSS_READ_CHUNK);
 		local = (struct iovec){ pages + off, piece };
 		remote = (struct iovec){ (void *)(uintptr_t)(h->vaddr + off), piece };
-		n = process_vm_readv(srv->cfg->keeper, &local, 1, &remote, 1, 0);
+		n = process_vm_readv(pp->cfg->keeper, &local, 1, &remote, 1, 0);
 		if (n != (ssize_t)piece)
 			break;
 		n = (ssize_t)(off + piece);
@@ -174,11 +175,11 @@ static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 
 		if (err == ESRCH) {
 			pr_err("page server: keeper %d of pid %d is gone: its memory is lost\n",
-			       (int)srv->cfg->keeper, (int)srv->cfg->pid);
+			       (int)pp->cfg->keeper, (int)pp->cfg->pid);
 			pss_stop(srv, -ESRCH);
 		}
 		cut(c, true, "cannot read %#llx + %u pages from keeper %d: %s",
-		    (unsigned long long)h->vaddr, h->nr_pages, (int)srv->cfg->keeper,
+		    (unsigned long long)h->vaddr, h->nr_pages, (int)pp->cfg->keeper,
 		    n < 0 ? strerror(err) : "short read");
 		return -err;
 	}

@@ -70,15 +70,22 @@ struct pss_loop {
 	bool wake_posted;
 	/* the main loop only */
 	int listen_fd;
-	bool accept_posted, pidfd_posted, sig_posted;
+	bool accept_posted, sig_posted;
 	struct sockaddr_storage acc_addr;
 	socklen_t acc_len;
 };
 
-struct pss_srv {
-	const struct ps_server_cfg *cfg;
+/* A served process: its LAZY runs, and whether its keeper's pidfd is polled. */
+struct pss_proc {
+	const struct ps_proc *cfg;
 	uint64_t (*lazy)[2]; /* [start, end) of the LAZY runs, sorted */
 	size_t nr_lazy;
+	bool pidfd_posted; /* main loop */
+};
+
+struct pss_srv {
+	const struct ps_server_cfg *cfg;
+	struct pss_proc *procs; /* per cfg->procs */
 	struct pss_loop main, fault;
 	int sig_fd;
 	pthread_mutex_t lock;
@@ -96,6 +103,9 @@ uint64_t pss_now_ms(void);
 void pss_stop(struct pss_srv *srv, int result);
 void pss_wake(struct pss_loop *loop);
 struct io_uring_sqe *pss_sqe(struct pss_loop *loop);
+
+/* The served process with this pid, or NULL. */
+const struct pss_proc *pss_proc_find(const struct pss_srv *srv, uint32_t pid);
 
 /* page-server-conn.c */
 struct pss_conn *pss_conn_new(struct pss_loop *loop, int fd, const struct sockaddr *sa,

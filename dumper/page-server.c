@@ -101,6 +101,21 @@ void pss_stop(struct pss_srv *srv, int result)
 	}
 }
 
+/* Watch the keeper of process PP: its death ends the session. */
+static void post_pidfd(struct pss_loop *loop, struct pss_proc *pp)
+{
+	struct io_uring_sqe *sqe = pss_sqe(loop);
+
+	if (!sqe) {
+		pr_err("page server: the %s loop's submission queue is full\n", loop->name);
+		pss_stop(loop->srv, -ENOSPC);
+		return;
+	}
+	io_uring_prep_poll_add(sqe, pp->cfg->keeper_pidfd, POLLIN);
+	pp->pidfd_posted = true;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)pp | (uint64_t)TAG_PIDFD);
+}
+
 static void post_loop_op(struct pss_loop *loop, int tag)
 {
 	struct io_uring_sqe *sqe = pss_sqe(loop);
@@ -121,10 +136,6 @@ static void post_loop_op(struct pss_loop *loop, int tag)
 		io_uring_prep_accept(sqe, loop->listen_fd, (struct sockaddr *)&loop->acc_addr,
 				     &loop->acc_len, SOCK_CLOEXEC);
 		loop->accept_posted = true;
-		break;
-	case TAG_PIDFD:
-		io_uring_prep_poll_add(sqe, srv->cfg->keeper_pidfd, POLLIN);
-		loop->pidfd_posted = true;
 		break;
 	case TAG_SIGNAL:
 		io_uring_prep_poll_add(sqe, srv->sig_fd, POLLIN);
@@ -198,12 +209,15 @@ static void loop_event(struct pss_loop *loop, uint64_t data, int res)
 		loop->wake_posted = false;
 		take_handoffs(loop);
 		break;
-	case TAG_PIDFD:
-		loop->pidfd_posted = false;
+	case TAG_PIDFD: {
+		struct pss_proc *pp = p;
+
+		pp->pidfd_posted = false;
 		pr_err("page server: keeper %d of pid %d died: its memory is lost\n",
-		       (int)srv->cfg->keeper, (int)srv->cfg->pid);
+		       (int)pp->cfg->keeper, (int)pp->cfg->pid);
 		pss_stop(srv, -ESRCH);
 		break;
+	}
 	case TAG_SIGNAL: {
 		struct signalfd_siginfo si;
 
@@ -228,10 +242,11 @@ static void check_session(struct pss_srv *srv, uint64_t now)
 		return;
 	if (atomic_load(&srv->nr_authed))
 		pr_err("page server: the client of pid %d has been silent for %u s (--lazy-timeout);"
-		       " giving up\n", (int)srv->cfg->pid, srv->cfg->lazy_timeout_s);
+		       " giving up\n", (int)srv->cfg->procs[0].pid, srv->cfg->lazy_timeout_s);
 	else
 		pr_err("page server: no client for the pages of pid %d came within %u s "
-		       "(--lazy-timeout); giving up\n", (int)srv->cfg->pid, srv->cfg->lazy_timeout_s);
+		       "(--lazy-timeout); giving up\n", (int)srv->cfg->procs[0].pid,
+		       srv->cfg->lazy_timeout_s);
 	pss_stop(srv, -ETIMEDOUT);
 }
 
@@ -252,8 +267,9 @@ static int loop_run(struct pss_loop *loop)
 			post_loop_op(loop, TAG_WAKE);
 		if (is_main && !loop->accept_posted)
 			post_loop_op(loop, TAG_ACCEPT);
-		if (is_main && !loop->pidfd_posted)
-			post_loop_op(loop, TAG_PIDFD);
+		for (size_t i = 0; is_main && i < srv->cfg->nr_procs; i++)
+			if (!srv->procs[i].pidfd_posted)
+				post_pidfd(loop, &srv->procs[i]);
 		if (is_main && !loop->sig_posted)
 			post_loop_op(loop, TAG_SIGNAL);
 		r = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
@@ -392,29 +408,56 @@ static void *fault_thread(void *arg)
 	return NULL;
 }
 
-static int build_lazy(struct pss_srv *srv, const struct ps_server_cfg *cfg)
+static int build_lazy(struct pss_proc *pp)
 {
+	const struct ps_proc *cfg = pp->cfg;
 	size_t n = 0;
 
-	srv->lazy = calloc(cfg->nr_runs ? cfg->nr_runs : 1, sizeof(*srv->lazy));
-	if (!srv->lazy)
+	pp->lazy = calloc(cfg->nr_runs ? cfg->nr_runs : 1, sizeof(*pp->lazy));
+	if (!pp->lazy)
 		return -ENOMEM;
 	for (size_t i = 0; i < cfg->nr_runs; i++) {
 		const struct page_run *r = &cfg->runs[i];
 
 		if (!r->lazy)
 			continue;
-		if (n && r->vaddr < srv->lazy[n - 1][1]) {
+		if (n && r->vaddr < pp->lazy[n - 1][1]) {
 			pr_err("page server: lazy runs of pid %d are not sorted at %#llx\n",
 			       (int)cfg->pid, (unsigned long long)r->vaddr);
 			return -EINVAL;
 		}
-		srv->lazy[n][0] = r->vaddr;
-		srv->lazy[n][1] = r->vaddr + (uint64_t)r->nr_pages * PS_PAGE_SIZE;
+		pp->lazy[n][0] = r->vaddr;
+		pp->lazy[n][1] = r->vaddr + (uint64_t)r->nr_pages * PS_PAGE_SIZE;
 		n++;
 	}
-	srv->nr_lazy = n;
+	pp->nr_lazy = n;
 	return 0;
+}
+
+static int build_procs(struct pss_srv *srv, const struct ps_server_cfg *cfg)
+{
+	int r = 0;
+
+	if (!cfg->nr_procs) {
+		pr_err("page server: no process to serve\n");
+		return -EINVAL;
+	}
+	srv->procs = calloc(cfg->nr_procs, sizeof(*srv->procs));
+	if (!srv->procs)
+		return -ENOMEM;
+	for (size_t i = 0; !r && i < cfg->nr_procs; i++) {
+		srv->procs[i].cfg = &cfg->procs[i];
+		r = build_lazy(&srv->procs[i]);
+	}
+	return r;
+}
+
+const struct pss_proc *pss_proc_find(const struct pss_srv *srv, uint32_t pid)
+{
+	for (size_t i = 0; i < srv->cfg->nr_procs; i++)
+		if ((uint32_t)srv->procs[i].cfg->pid == pid)
+			return &srv->procs[i];
+	return NULL;
 }
 
 int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
@@ -446,7 +489,7 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 	if (r)
 		pr_perror("page server: signalfd");
 	if (!r)
-		r = build_lazy(srv, cfg);
+		r = build_procs(srv, cfg);
 	if (!r)
 		r = loop_init(srv, &srv->main, "main");
 	if (!r)
@@ -459,8 +502,10 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 			pr_err("page server: cannot start the fault thread: %s\n", strerror(-r));
 	}
 	if (!r) {
-		pr_info("page server: serving %zu lazy runs of pid %d from keeper %d\n",
-			srv->nr_lazy, (int)cfg->pid, (int)cfg->keeper);
+		for (size_t i = 0; i < cfg->nr_procs; i++)
+			pr_info("page server: serving %zu lazy runs of pid %d from keeper %d\n",
+				srv->procs[i].nr_lazy, (int)cfg->procs[i].pid,
+				(int)cfg->procs[i].keeper);
 		loop_run(&srv->main);
 		r = atomic_load(&srv->result);
 	}
@@ -487,7 +532,9 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 		close(srv->sig_fd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_mutex_destroy(&srv->lock);
-	free(srv->lazy);
+	for (size_t i = 0; srv->procs && i < cfg->nr_procs; i++)
+		free(srv->procs[i].lazy);
+	free(srv->procs);
 	free(srv);
 	return r;
 }

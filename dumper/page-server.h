@@ -2,7 +2,8 @@
  * The source side of a lazy migration: the page server that `relive dump
  * --lazy-pages` becomes once the images are written and the victim is dead.
  * It serves the LAZY runs of the pagemap, read from the keeper (a process
- * sharing the dead victim's address space), to a client that presents the
+ * sharing the dead victim's address space; one per process of the tree, a
+ * request names its pid), to a client that presents the
  * session token, over the protocol of docs/protocol.md. Network I/O runs on
  * io_uring: the fault channel on its own thread and ring, so a fault reply
  * never waits behind bulk data of the stream channel.
@@ -18,12 +19,18 @@
 
 struct page_run;
 
-struct ps_server_cfg {
+/* One process whose memory is served: the pid of the images and its keeper. */
+struct ps_proc {
 	pid_t pid; /* the dumped pid, as in the images */
 	pid_t keeper; /* the process the memory is read from */
 	int keeper_pidfd; /* its death ends the session */
 	const struct page_run *runs; /* the pagemap's runs; only the lazy ones are served */
 	size_t nr_runs;
+};
+
+struct ps_server_cfg {
+	const struct ps_proc *procs; /* every process of the tree with memory (no zombies) */
+	size_t nr_procs;
 	uint8_t token[PS_TOKEN_LEN];
 	unsigned int lazy_timeout_s; /* no client, or a silent one, for this long: fail */
 	unsigned int idle_timeout_ms; /* a connection stalled mid-message (or before its hello) */

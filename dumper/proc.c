@@ -10,6 +10,8 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -266,6 +268,11 @@ static int read_proc_text(pid_t pid, const char *file, char **ret)
 	return r;
 }
 
+int proc_read_text(pid_t pid, const char *file, char **ret)
+{
+	return read_proc_text(pid, file, ret);
+}
+
 int proc_read_stat(pid_t pid, struct proc_stat *st)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -368,4 +375,23 @@ int proc_readlink(pid_t pid, const char *what, char *buf, size_t len)
 	}
 	buf[n] = '\0';
 	return 0;
+}
+
+int proc_fd_copy(pid_t pid, int fd)
+{
+	_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int copy, r;
+
+	if (pidfd < 0) {
+		r = -errno;
+		pr_perror("pid %d: pidfd_open", (int)pid);
+		return r;
+	}
+	copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (copy < 0) {
+		r = -errno;
+		pr_perror("pid %d: fd %d: pidfd_getfd", (int)pid, fd);
+		return r;
+	}
+	return copy;
 }

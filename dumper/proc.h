@@ -69,7 +69,16 @@ int proc_read_status(pid_t pid, pid_t tid, struct proc_status *ret);
  */
 int proc_read_vmas(pid_t pid, bool with_flags, struct proc_vma **ret_vmas, size_t *ret_nr);
 int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *ret);
+/* The whole of /proc/PID/<file> (fdinfo/N, timers, mountinfo, ...), malloc'ed. */
+int proc_read_text(pid_t pid, const char *file, char **ret);
 /* readlink of /proc/PID/<what> (exe, cwd, root, fd/N) into buf. */
 int proc_readlink(pid_t pid, const char *what, char *buf, size_t len);
+
+/*
+ * A copy of descriptor FD of PID in this process (pidfd_getfd: the same open
+ * file description, so offsets and queues are the victim's), or -errno
+ * after a log line naming pid and fd.
+ */
+int proc_fd_copy(pid_t pid, int fd);
 
 #endif

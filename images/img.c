@@ -34,6 +34,8 @@ static const struct img_kind_desc kinds[IMG_KIND_MAX] = {
 			     &stats_entry__descriptor, NULL },
 	[IMG_STATS_RESTORE] = { "stats-restore", "stats-restore.img", 0x53525453, false,
 				&stats_entry__descriptor, NULL },
+	[IMG_FILE_LOCKS] = { "file-locks", "file-locks.img", 0x4b434f4c, false,
+			     &file_lock_entry__descriptor, NULL },
 };
 
 const struct img_kind_desc *img_kind_desc(enum img_kind kind)

@@ -24,6 +24,7 @@
 #include "fdinfo.pb-c.h"
 #include "files.pb-c.h"
 #include "inventory.pb-c.h"
+#include "locks.pb-c.h"
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
@@ -70,6 +71,7 @@ enum img_kind {
 	IMG_FDINFO,
 	IMG_STATS_DUMP,
 	IMG_STATS_RESTORE,
+	IMG_FILE_LOCKS,
 	IMG_KIND_MAX,
 };
 

@@ -364,6 +364,15 @@ static int run_loop(struct lp_ctx *ctx)
 			lp_conn_tick(ctx, &ctx->conn[i], now);
 		if (ctx->fatal)
 			return ctx->fatal;
+		/*
+		 * A restore that failed before resuming its processes wants to be
+		 * retried: no DONE, so the source keeps their memory for a new daemon.
+		 */
+		if (ctx->nr_failed && !ctx->finishing && lp_all_done(ctx)) {
+			pr_err("the restore of %u process(es) failed: the source is not told DONE and keeps serving (until its --lazy-timeout) for a new lazy-pages and restore\n",
+			       ctx->nr_failed);
+			return -ECHILD;
+		}
 		if (finished(ctx, now, &deadline))
 			return 0;
 		if (now > ctx->handover_deadline_us) {
@@ -485,6 +494,10 @@ int cmd_lazy_pages(const struct relive_opts *opts)
 	ret = ctx_init(ctx, opts);
 	if (!ret)
 		ret = lp_guard_start(ctx);
+	if (!ret) {
+		ret = lp_takeover_try(ctx);
+		ret = ret > 0 ? 0 : ret;
+	}
 	if (!ret && opts->status_fd >= 0) {
 		/* as CRIU: one zero byte when the daemon is ready for restore */
 		if (write(opts->status_fd, "", 1) != 1)

@@ -364,6 +364,31 @@ static void rx_body_now(struct lp_ctx *ctx, struct lp_conn *c)
 	got_body(ctx, c);
 }
 
+/*
+ * Faults of many threads at once queue their replies up on the fault
+ * channel: take every complete one already there now, not one per loop
+ * turn, each behind a background step. A header is taken only whole
+ * (peeked first); the rest is left to the next io_uring recv.
+ */
+static void rx_faults_now(struct lp_ctx *ctx, struct lp_conn *c)
+{
+	while (c->state == LP_CONN_UP && !c->rx_body && !c->rx_wait_buf) {
+		ssize_t n = recv(c->fd, c->rx_hdr, PS_HDR_SIZE, MSG_DONTWAIT | MSG_PEEK);
+
+		if (n != PS_HDR_SIZE)
+			return;
+		if (recv(c->fd, c->rx_hdr, PS_HDR_SIZE, MSG_DONTWAIT) != PS_HDR_SIZE) {
+			conn_fail(ctx, c, "a peeked reply header went missing");
+			return;
+		}
+		c->last_rx_us = util_now_us();
+		c->rx_off = PS_HDR_SIZE;
+		got_header(ctx, c);
+		if (c->rx_body && c->state == LP_CONN_UP)
+			rx_body_now(ctx, c);
+	}
+}
+
 static void on_recv(struct lp_ctx *ctx, struct lp_conn *c, int res)
 {
 	c->recv_busy = false;
@@ -414,12 +439,14 @@ static void on_recv(struct lp_ctx *ctx, struct lp_conn *c, int res)
 		got_header(ctx, c);
 		if (c->chan == PS_CHAN_FAULT && c->rx_body && c->state == LP_CONN_UP)
 			rx_body_now(ctx, c);
+	} else if (c->rx_off == c->rx_len) {
+		got_body(ctx, c);
+	} else {
+		hash_more(c);
 		return;
 	}
-	if (c->rx_off == c->rx_len)
-		got_body(ctx, c);
-	else
-		hash_more(c);
+	if (c->chan == PS_CHAN_FAULT)
+		rx_faults_now(ctx, c);
 }
 
 void lp_conn_event(struct lp_ctx *ctx, struct lp_conn *c, enum lp_ud kind, int res)

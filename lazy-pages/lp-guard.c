@@ -5,8 +5,10 @@
  * killed, its uffds would close and the restored processes would fault in
  * fresh zero pages, silently (KERNEL-NOTES "userfaultfd"); with the guard
  * they stay blocked in their faults instead, and the guard, woken by the
- * daemon's pidfd, kills every process whose memory was not complete, naming
- * each with the pages that never arrived, then exits. The daemon keeps the
+ * daemon's pidfd, waits (min(--lazy-timeout, 30 s)) on DIR/lazy-takeover.sock
+ * for a restarted daemon to take their uffds over (lp-takeover.c); if none
+ * comes, it kills every process whose memory was not complete, naming each
+ * with the pages that never arrived, then exits. The daemon keeps the
  * list in a MAP_SHARED table: one slot per process handed over or forked
  * (pid, a pidfd of the guard's own, complete or not), written before the
  * handover is acknowledged and after every loop turn. A forked child is only
@@ -26,7 +28,10 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +49,8 @@ struct lp_guard_slot {
 	int32_t pidfd; /* the guard's own; -1 while the pid is unknown */
 	int32_t parent; /* slot it forked from, -1 */
 	uint32_t state; /* enum lp_slot_state */
+	int32_t uffd; /* the daemon's descriptor number (shared table) */
+	uint32_t takeable; /* ready ('R' seen) and never reshaped: a successor may take it */
 	uint64_t missing; /* pages not installed yet */
 };
 
@@ -60,6 +67,8 @@ struct lp_guard {
 	int self_pidfd; /* the daemon's pidfd, polled by the guard */
 	int efd; /* the daemon asks the guard to leave */
 	uint64_t next_resolve_us; /* forked children are looked for every 20 ms at most */
+	unsigned int wait_s; /* for a successor, once the daemon is dead */
+	char tk_path[108]; /* DIR/lazy-takeover.sock */
 	struct lp_proc *procs[LP_GUARD_SLOTS]; /* daemon side: slot -> process */
 };
 
@@ -194,7 +203,16 @@ static void add_kill(struct kill_one *k, size_t *n, pid_t pid, int pidfd, uint64
  * first: a killed parent's children move away. One line per process; the
  * number killed.
  */
-static size_t kill_incomplete(struct lp_guard_tab *t, const char *why, bool only_unknown)
+enum kill_mode { KILL_ALL, KILL_UNKNOWN, KILL_UNTAKEABLE };
+
+/* Can a successor take this slot over? Only what it can re-learn from the images. */
+static bool slot_takeable(const struct lp_guard_slot *s)
+{
+	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SLOT_ACTIVE && s->pid > 0 &&
+	       s->parent < 0 && s->takeable && s->uffd >= 0;
+}
+
+static size_t kill_incomplete(struct lp_guard_tab *t, const char *why, enum kill_mode mode)
 {
 	struct kill_one k[LP_GUARD_KILLS];
 	pid_t kids[256], scan[LP_GUARD_KILLS + LP_GUARD_SLOTS];
@@ -207,7 +225,9 @@ static size_t kill_incomplete(struct lp_guard_tab *t, const char *why, bool only
 
 		if (s->pid > 0)
 			scan[ns++] = s->pid;
-		if (st == SLOT_ACTIVE && s->pid > 0 && !only_unknown)
+		if (st != SLOT_ACTIVE || s->pid <= 0 || mode == KILL_UNKNOWN)
+			continue;
+		if (mode == KILL_ALL || !slot_takeable(s))
 			add_kill(k, &nk, s->pid, s->pidfd, s->missing, false);
 	}
 	for (size_t i = 0; i < ns; i++) {
@@ -251,6 +271,167 @@ static size_t kill_incomplete(struct lp_guard_tab *t, const char *why, bool only
 	return nk;
 }
 
+/*
+ * The dead daemon's sockets and io_uring are still open in our table: close
+ * them, so that the source sees its connections end and takes a new session.
+ * Only the uffds (anon_inode:[userfaultfd]), pidfds and the log file stay.
+ */
+static void close_sockets(void)
+{
+	char buf[4096], path[64], link[64];
+	long nread;
+	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0)
+		return;
+	while ((nread = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < nread;) {
+			struct dirent64 *d = (struct dirent64 *)(buf + off);
+			ssize_t n;
+			int fd;
+
+			off += d->d_reclen;
+			fd = atoi(d->d_name);
+			if (d->d_name[0] < '0' || d->d_name[0] > '9' || fd == dfd)
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = '\0';
+			if (!strncmp(link, "socket:", 7) || strstr(link, "io_uring"))
+				close(fd);
+		}
+	}
+	close(dfd);
+}
+
+static int takeover_listen(struct lp_guard *g)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd, ret;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, g->tk_path, sizeof(g->tk_path));
+	unlink(g->tk_path);
+	old = umask(0077);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (ret || chmod(g->tk_path, 0600) || listen(fd, 4)) {
+		ret = -errno;
+		pr_perror("lazy-pages died: cannot listen on %s for a successor", g->tk_path);
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int poll_until(int fd, uint64_t deadline_us)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint64_t now = util_now_us();
+
+	if (now >= deadline_us)
+		return 0;
+	return poll(&pfd, 1, (int)((deadline_us - now + 999) / 1000));
+}
+
+/*
+ * Send the successor one record {magic, version, pid, 0} with the uffd per
+ * takeable process, then {magic, version, 0, count}; it answers 'K' once it
+ * guards them itself. 0 on 'K', -errno otherwise (we keep waiting).
+ */
+static int hand_to(struct lp_guard *g, int fd, pid_t peer, uint64_t deadline_us)
+{
+	struct lp_guard_tab *t = g->tab;
+	uint32_t count = 0, rec[4];
+	char ack = 0;
+
+	for (uint32_t i = 0; i < t->nr; i++) {
+		struct lp_guard_slot *s = &t->slot[i];
+
+		if (!slot_takeable(s))
+			continue;
+		rec[0] = LP_TAKEOVER_MAGIC;
+		rec[1] = LP_TAKEOVER_VERSION;
+		rec[2] = (uint32_t)s->pid;
+		rec[3] = 0;
+		if (lp_send_fd(fd, rec, sizeof(rec), s->uffd))
+			return -errno;
+		count++;
+	}
+	rec[0] = LP_TAKEOVER_MAGIC;
+	rec[1] = LP_TAKEOVER_VERSION;
+	rec[2] = 0;
+	rec[3] = count;
+	if (lp_send_fd(fd, rec, sizeof(rec), -1))
+		return -errno;
+	if (poll_until(fd, MIN(deadline_us, util_now_us() + 10000000ULL)) <= 0 ||
+	    recv(fd, &ack, 1, MSG_DONTWAIT) != 1 || ack != 'K') {
+		pr_err("lazy-pages died: successor pid %d did not confirm the takeover\n", peer);
+		return -EPROTO;
+	}
+	for (uint32_t i = 0; i < t->nr; i++)
+		if (slot_takeable(&t->slot[i]))
+			pr_err("lazy-pages died: pid %d (%llu pages missing) taken over by lazy-pages pid %d\n",
+			       t->slot[i].pid, (unsigned long long)t->slot[i].missing, peer);
+	return 0;
+}
+
+/*
+ * The daemon died: processes a successor could not re-learn are killed now;
+ * the others keep waiting on their faults while we wait (wait_s at most) on
+ * DIR/lazy-takeover.sock for a restarted `relive lazy-pages` to take their
+ * uffds. Nobody came: they are killed and named.
+ */
+static __attribute__((noreturn)) void wait_successor(struct lp_guard *g)
+{
+	uint64_t deadline = util_now_us() + (uint64_t)g->wait_s * 1000000ULL;
+	bool any = false;
+	int lfd = -1;
+
+	close_sockets();
+	kill_incomplete(g->tab, "lazy-pages died", KILL_UNTAKEABLE);
+	for (uint32_t i = 0; i < g->tab->nr; i++)
+		any |= slot_takeable(&g->tab->slot[i]);
+	if (any && g->wait_s)
+		lfd = takeover_listen(g);
+	if (lfd >= 0)
+		pr_err("lazy-pages died: its processes wait up to %u s for a new `relive lazy-pages` on the same images to take over (%s)\n",
+		       g->wait_s, g->tk_path);
+	while (lfd >= 0 && poll_until(lfd, deadline) > 0) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+		    (cred.uid != 0 && cred.uid != getuid())) {
+			pr_err("lazy-pages died: refused a successor from pid %d uid %u (not root, not uid %u)\n",
+			       cred.pid, cred.uid, getuid());
+			close(fd);
+			continue;
+		}
+		if (!hand_to(g, fd, cred.pid, deadline)) {
+			close(fd);
+			unlink(g->tk_path);
+			_exit(0);
+		}
+		close(fd);
+	}
+	if (lfd >= 0) {
+		close(lfd);
+		unlink(g->tk_path);
+	}
+	_exit(kill_incomplete(g->tab, any && g->wait_s ?
+			      "lazy-pages died and no successor took over" : "lazy-pages died",
+			      KILL_ALL) ? 1 : 0);
+}
+
 static __attribute__((noreturn)) void guard_main(struct lp_guard *g)
 {
 	struct pollfd pfd[2] = { { .fd = g->self_pidfd, .events = POLLIN },
@@ -272,7 +453,7 @@ static __attribute__((noreturn)) void guard_main(struct lp_guard *g)
 			usleep(100000);
 	}
 	/* the daemon is gone without saying so: its uffds live on in our table */
-	_exit(kill_incomplete(g->tab, "lazy-pages died", false) ? 1 : 0);
+	wait_successor(g);
 }
 
 int lp_guard_start(struct lp_ctx *ctx)
@@ -284,6 +465,9 @@ int lp_guard_start(struct lp_ctx *ctx)
 	if (!g)
 		return -ENOMEM;
 	g->efd = -1;
+	g->wait_s = lp_takeover_wait_s(ctx->opts);
+	if (lp_takeover_path(ctx->opts, g->tk_path, sizeof(g->tk_path)))
+		g->wait_s = 0;
 	g->tab = mmap(NULL, sizeof(*g->tab), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 		      -1, 0);
 	if (g->tab == MAP_FAILED) {
@@ -337,6 +521,8 @@ static int new_slot(struct lp_guard *g, struct lp_proc *p, pid_t pid, int parent
 	s->pidfd = pid > 0 ? pidfd_open(pid) : -1;
 	s->parent = parent;
 	s->missing = p->mm.nr_missing + p->mm.nr_inflight;
+	s->uffd = -1;
+	s->takeable = 0;
 	set_state(s, SLOT_ACTIVE);
 	g->procs[i] = p;
 	__atomic_store_n(&t->nr, i + 1, __ATOMIC_RELEASE);
@@ -432,6 +618,8 @@ void lp_guard_sync(struct lp_ctx *ctx)
 		else
 			st = SLOT_ACTIVE;
 		s->missing = p->mm.nr_missing + p->mm.nr_inflight;
+		s->uffd = p->uffd;
+		s->takeable = p->ready && !p->reshaped;
 		if (st == SLOT_ACTIVE && s->pid == 0 && look)
 			resolve(g, i);
 		/* the daemon can now stop a forked child itself (lp_proc_drop) */
@@ -455,7 +643,7 @@ void lp_guard_abandon(struct lp_ctx *ctx)
 		if (g->tab->slot[i].state == SLOT_ACTIVE && g->tab->slot[i].pid == 0)
 			n++;
 	if (n)
-		kill_incomplete(g->tab, "lazy-pages gives up", true);
+		kill_incomplete(g->tab, "lazy-pages gives up", KILL_UNKNOWN);
 }
 
 void lp_guard_stop(struct lp_ctx *ctx)
@@ -479,4 +667,21 @@ void lp_guard_stop(struct lp_ctx *ctx)
 	munmap(g->tab, sizeof(*g->tab));
 	free(g);
 	ctx->guard = NULL;
+}
+
+int lp_takeover_path(const struct relive_opts *opts, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", opts->images_dir, LP_TAKEOVER_SOCK);
+
+	if (n < 0 || (size_t)n >= len || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		pr_warn("%s/%s is too long a socket path: a restarted daemon cannot take over\n",
+			opts->images_dir, LP_TAKEOVER_SOCK);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+unsigned int lp_takeover_wait_s(const struct relive_opts *opts)
+{
+	return MIN(opts->lazy_timeout, LP_TAKEOVER_MAX_WAIT_S);
 }

@@ -373,8 +373,11 @@ static void read_msgs(struct lp_ctx *ctx, struct lp_proc *p)
 			pr_err("pid %u: short read of %zd bytes from its uffd\n", p->src_pid, n);
 			break;
 		}
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]) && !p->gone; i++)
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]) && !p->gone; i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT && msgs[i].event != UFFD_EVENT_FORK)
+				p->reshaped = true;
 			on_msg(ctx, p, &msgs[i], &events);
+		}
 		if ((size_t)n < sizeof(msgs))
 			break;
 	}
@@ -506,7 +509,8 @@ bool lp_install_pending(struct lp_ctx *ctx)
 	}
 	if (!pick)
 		return false;
-	if (lp_uffd_install(ctx, pick, pick->urgent ? UINT32_MAX : LP_INSTALL_CHUNK))
+	if (lp_uffd_install(ctx, pick, pick->urgent ? UINT32_MAX :
+				  ctx->faults ? LP_INSTALL_CHUNK_FAULTS : LP_INSTALL_CHUNK))
 		lp_req_free(ctx, pick);
 	return true;
 }

@@ -26,9 +26,16 @@
 #define LP_STREAM_WINDOW (4U * PS_MAX_RUN_PAGES)
 #define LP_STREAM_BUFS 3U
 #define LP_FAULT_BUFS 4U
-/* One recv or one UFFDIO_COPY of background data at a time: faults get in between. */
+/*
+ * Background data comes in steps, and the loop looks at its completions (a
+ * fault reply) between steps: a step is what a fault reply waits behind.
+ * One recv of 256 KiB; one UFFDIO_COPY of 64 pages, of 16 while a fault
+ * waits (median fault 77 -> 50 us on loopback at the same stream rate;
+ * 8 pages or 64 KiB recvs cost ~10-20 % of the stream, docs/benchmarks.md).
+ */
 #define LP_RECV_CHUNK (256U << 10)
 #define LP_INSTALL_CHUNK 64U
+#define LP_INSTALL_CHUNK_FAULTS 16U
 /* Consecutive failed connections (no page delivered in between) before giving up. */
 #define LP_MAX_FAILS 3U
 
@@ -63,6 +70,7 @@ struct lp_proc {
 	bool ready; /* 'R' received: pages may be installed */
 	bool gone; /* exited (ESRCH) or handover failed */
 	bool poll_armed;
+	bool reshaped; /* saw REMAP/REMOVE/UNMAP: a successor could not re-learn its pages */
 	struct lp_mm mm;
 	uint64_t pages_fault, pages_stream, pages_zero;
 };
@@ -200,6 +208,20 @@ void lp_guard_sync(struct lp_ctx *ctx);
 void lp_guard_abandon(struct lp_ctx *ctx);
 /* The daemon exits on purpose: the guard leaves and is reaped. */
 void lp_guard_stop(struct lp_ctx *ctx);
+#define LP_TAKEOVER_SOCK "lazy-takeover.sock"
+#define LP_TAKEOVER_MAGIC 0x4b544c52U /* "RLTK" */
+#define LP_TAKEOVER_VERSION 1U
+#define LP_TAKEOVER_MAX_WAIT_S 30U
+/* DIR/lazy-takeover.sock, where a dead daemon's guard waits for a successor. */
+int lp_takeover_path(const struct relive_opts *opts, char *buf, size_t len);
+/* Seconds the guard of a dead daemon waits for a successor: min(--lazy-timeout, 30). */
+unsigned int lp_takeover_wait_s(const struct relive_opts *opts);
+
+/* lp-takeover.c: at start, take over the uffds a dead daemon's guard holds.
+ * 1: taken over (no restore will come); 0: no guard waits; -errno. */
+int lp_takeover_try(struct lp_ctx *ctx);
+/* One message of len bytes, with fd attached unless it is -1; 0 or -1 with errno. */
+int lp_send_fd(int sock, const void *buf, size_t len, int fd);
 
 /* lp-conn.c */
 int lp_conn_init(struct lp_ctx *ctx, struct lp_conn *c, int chan);

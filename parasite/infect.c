@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 #include "parasite-blob.h"
 #include "psite-internal.h"
@@ -200,6 +201,8 @@ int psite_infect(struct psite_frozen *f, pid_t tid, struct psite_ctl **ret)
 	}
 	if (!r)
 		r = make_socket(ctl);
+	if (!r && fault_at("dump-parasite-start"))
+		r = -EIO;
 	if (!r)
 		r = start_blob(ctl);
 	if (r) {

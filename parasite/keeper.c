@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -62,10 +63,76 @@ static int keeper_fds(pid_t pid)
 	return n;
 }
 
+/* Last value of the NSpid line of /proc/PID/status (its pid in its own namespace). */
+static pid_t ns_pid(pid_t pid)
+{
+	char path[64], line[256];
+	pid_t last = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line + 6, *end;
+
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		for (long v; (v = strtol(p, &end, 10)), end != p; p = end)
+			last = (pid_t)v;
+	}
+	fclose(f);
+	return last;
+}
+
+/*
+ * The parasite reports the keeper's pid as the victim sees it: in a pid
+ * namespace of the victim's own, find the host pid among its children.
+ */
+static pid_t keeper_host_pid(pid_t victim, pid_t pid)
+{
+	char path[320], buf[4096];
+	struct dirent *de;
+	pid_t found = -1;
+	DIR *d;
+
+	if (ns_pid(victim) == victim)
+		return pid;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)victim);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while (found < 0 && (de = readdir(d))) {
+		_cleanup_close_ int fd = -1;
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)victim,
+			 de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		for (char *p = buf, *end; found < 0; p = end) {
+			long c = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			if (ns_pid((pid_t)c) == pid)
+				found = (pid_t)c;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
 int psite_keeper(struct psite_ctl *ctl, pid_t *ret_pid)
 {
 	struct psite_reply_hdr rep;
-	pid_t pid, victim = ctl->f->pid;
+	pid_t pid, host, victim = ctl->f->pid;
 	int r, i;
 
 	r = psite_rpc_send(ctl, PSITE_CMD_KEEPER, 0, 0, -1);
@@ -81,6 +148,14 @@ int psite_keeper(struct psite_ctl *ctl, pid_t *ret_pid)
 		pr_err("pid %d: the parasite reported keeper pid %d\n", (int)victim, (int)pid);
 		return -EPROTO;
 	}
+	host = keeper_host_pid(victim, pid);
+	if (host <= 0) {
+		pr_err("pid %d: keeper %d (its pid in the victim's namespace) is not among its "
+		       "children\n",
+		       (int)victim, (int)pid);
+		return -ESRCH;
+	}
+	pid = host;
 	*ret_pid = pid;
 	pr_debug("pid %d: keeper %d cloned\n", (int)victim, (int)pid);
 	for (i = 0; i < KEEPER_SETTLE_MS; i++) {

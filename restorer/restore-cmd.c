@@ -9,12 +9,15 @@
  * together once all are ready, or is killed whole. A lazy restore reads only the PRESENT pages: the helper
  * hands the uffd to the lazy-pages daemon (rst-lazy.c), which serves the rest. On failure
  * the helper is killed and reaped: the task is restored fully or not at all.
- * With -d, prints the PID and returns; otherwise waits for the task and
- * exits with its exit code, as criu restore does.
+ * With --pidns the tree goes into a new pid namespace (rst-pidns.c).
+ * With -d, prints the PID (the host's) and returns; otherwise waits for the
+ * task and exits with its exit code, as criu restore does.
  */
 #include "commands.h"
 #include "rst.h"
+#include "rst-inet.h"
 
+#include "fault.h"
 #include "log.h"
 #include "util.h"
 
@@ -131,11 +134,12 @@ static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan 
 {
 	int r = rst_files_check(p);
 
-	if (!r && p->lazy && p->nr_tasks > 1) {
-		pr_err("a lazy restore of a process tree (%zu processes) is not supported\n",
-		       p->nr_tasks);
-		r = -ENOTSUP;
+	if (!r && p->tasks[0].pid == 1 && !opts->pidns) {
+		pr_err("pid 1 was the init of a pid namespace when dumped: restore it with "
+		       "--pidns\n");
+		r = -EINVAL;
 	}
+
 	if (!r)
 		r = rst_lazy_preflight(p, dirfd, opts->images_dir);
 
@@ -148,7 +152,7 @@ static int preflight(const struct relive_opts *opts, int dirfd, struct rst_plan 
 			clamp_rlimits(&p->tasks[i]);
 	}
 	/* Last, as it may wait for a zombie of the dumped process to be reaped. */
-	for (size_t i = 0; !r && i < p->nr_tasks; i++)
+	for (size_t i = 0; !r && !opts->pidns && i < p->nr_tasks; i++)
 		for (size_t k = 0; !r && k < p->tasks[i].nr_threads; k++)
 			r = rst_pid_wait_free((pid_t)p->tasks[i].threads[k].tid,
 					      RST_ZOMBIE_WAIT_MS);
@@ -393,11 +397,12 @@ int cmd_restore(const struct relive_opts *opts)
 	_cleanup_close_ int dirfd = -1;
 	_cleanup_free_ int *rd = NULL, *wr = NULL;
 	struct rst_plan plan;
+	struct rst_pidns ns = { .init = -1 };
 	const struct rst_task *t;
 	int go[2] = { -1, -1 };
 	size_t n;
 	int r = 0;
-	pid_t pid;
+	pid_t pid, shown;
 
 	if (!opts->images_dir) {
 		pr_err("restore needs -D DIR\n");
@@ -410,7 +415,12 @@ int cmd_restore(const struct relive_opts *opts)
 	}
 	if (rst_plan_load(dirfd, opts, &plan))
 		return 1;
+	if (fault_at("restore-plan")) {
+		rst_plan_free(&plan);
+		return 1;
+	}
 	if (preflight(opts, dirfd, &plan)) {
+		rst_inet_unlock(&plan);
 		rst_plan_free(&plan);
 		return 1;
 	}
@@ -447,24 +457,41 @@ int cmd_restore(const struct relive_opts *opts)
 		return 1;
 	}
 	t_clone = util_now_us();
-	pid = rst_clone_with_pid((pid_t)t->pid);
+	if (opts->pidns)
+		pid = rst_pidns_clone(&plan, &ns, wr[0]);
+	else
+		pid = rst_clone_with_pid((pid_t)t->pid);
 	if (pid == 0)
 		run_child(&plan, getppid(), opts->images_dir, dirfd, wr, go[0]);
 	close_all(wr, n);
 	if (pid < 0) {
 		if (pid == -EEXIST)
 			pr_err("pid %u was taken by another process meanwhile\n", t->pid);
-		else
+		else if (!opts->pidns)
 			pr_err("clone3 with pid %u: %s\n", t->pid, strerror(-pid));
+		rst_inet_unlock(&plan);
 		close_all(rd, n);
 		close_all(go, 2);
 		rst_plan_free(&plan);
 		return 1;
 	}
 	r = collect(&plan, pid, rd, &go[1]);
+	/* Every socket is back (or the restore failed): the peers may talk again. */
+	rst_inet_unlock(&plan);
 	close_all(rd, n);
+	/* In a pid namespace the tree's numbers are its own: show the host's. */
+	shown = pid;
+	if (!r && opts->pidns) {
+		shown = rst_pidns_root(&ns);
+		if (shown < 0) {
+			r = -1;
+			close(go[1]);
+			go[1] = -1;
+			kill_tree(&plan, pid);
+		}
+	}
 	if (!r && opts->pidfile) {
-		r = write_pidfile(dirfd, opts->pidfile, pid);
+		r = write_pidfile(dirfd, opts->pidfile, shown);
 		if (r) {
 			close(go[1]);
 			go[1] = -1;
@@ -473,6 +500,11 @@ int cmd_restore(const struct relive_opts *opts)
 	}
 	if (!r)
 		r = release(&plan, go[1]);
+	if (!r && opts->pidns && rst_pidns_release(&ns)) {
+		r = -1;
+		kill_tree(&plan, pid);
+	}
+	rst_pidns_close(&ns);
 	close_all(go, 2);
 	if (n > 1)
 		prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
@@ -486,6 +518,9 @@ int cmd_restore(const struct relive_opts *opts)
 		pages += plan.tasks[i].nr_present;
 		lazy += plan.tasks[i].nr_lazy;
 	}
+	if (opts->pidns)
+		pr_info("pid %u restored in a new pid namespace as host pid %d (its init: %d)\n",
+			t->pid, (int)shown, (int)pid);
 	pr_info("pid %d restored (%zu processes) in %llu us (images and checks %llu us, "
 		"processes %llu us), %llu pages read, %llu left to the lazy-pages daemon\n",
 		(int)pid, n, (unsigned long long)(t_done - t0), (unsigned long long)(t_clone - t0),
@@ -501,7 +536,7 @@ int cmd_restore(const struct relive_opts *opts)
 		return 1;
 	}
 	if (opts->restore_detached) {
-		printf("%d\n", (int)pid);
+		printf("%d\n", (int)shown);
 		fflush(stdout);
 		return 0;
 	}

@@ -7,6 +7,7 @@
  * and the rt_sigreturn frame). Then the helper unregisters glibc's rseq and
  * jumps in.
  */
+#include "fault.h"
 #include "rst.h"
 
 #include "restorer-blob.h"
@@ -82,7 +83,8 @@ static uint64_t args_size(const struct rst_task *t)
 	       (t->nr_vmas + 2) * sizeof(int32_t) + t->mm->n_auxv * 8 +
 	       t->task->creds->n_groups * sizeof(uint32_t) +
 	       t->nr_threads * sizeof(struct rst_blob_thread) +
-	       (t->nr_threads + 1) * 8 + nr_siginfo(t) * RST_SIGINFO_SIZE;
+	       (t->nr_threads + 1) * 8 + nr_siginfo(t) * RST_SIGINFO_SIZE +
+	       t->task->n_posix_timers * sizeof(struct rst_blob_ptimer);
 }
 
 /* Bytes of the tail given to one thread's frame, 64-byte aligned. */
@@ -178,6 +180,7 @@ static void fill_task(struct rst_child *c, struct rst_blob_args *a, struct bump 
 			a->itimers[i].value_us = 1;
 	}
 	a->nr_itimers = (uint32_t)te->n_itimers;
+	rst_ptimers_fill(te, a, take(b, te->n_posix_timers * sizeof(struct rst_blob_ptimer)));
 
 	a->mm = (struct rst_blob_mm){
 		.start_code = mm->start_code,
@@ -382,6 +385,11 @@ int rst_blob_prepare(struct rst_child *c)
 	a->pages_fd = c->pages_fd;
 	a->status_fd = c->status_fd;
 	a->go_fd = c->go_fd;
+	/* test hook (common/fault.h): the blob fails there on purpose */
+	if (fault_armed("restore-after-mm"))
+		a->fault = RST_FAULT_AFTER_MM;
+	else if (fault_armed("restore-before-sigreturn"))
+		a->fault = RST_FAULT_BEFORE_SIGRETURN;
 	memcpy(a->moves, c->task->moves, sizeof(a->moves));
 	a->nr_moves = c->task->nr_moves;
 	b.off = sizeof(*a);

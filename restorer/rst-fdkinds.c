@@ -9,6 +9,7 @@
  * own, so the table is simply its memory, released when it execs the blob.
  */
 #include "rst-fdkinds.h"
+#include "rst-inet.h"
 
 #include "log.h"
 #include "util.h"
@@ -151,6 +152,19 @@ int rst_fdkind_valid(const FileEntry *f, const char *img, const char *what)
 			bad = "content does not match the size";
 		else if (f->type == FILE_TYPE__FILE_UNLINKED && a->name[0] != '/')
 			bad = "unlinked file path is not absolute";
+		break;
+	case FILE_TYPE__FILE_EPOLL:
+	case FILE_TYPE__FILE_INOTIFY:
+		rst_notify_valid(f, &bad);
+		break;
+	case FILE_TYPE__FILE_INET_SK:
+		bad = rst_inet_bad(f);
+		break;
+	case FILE_TYPE__FILE_UNIX_SK:
+		bad = rst_unix_bad(f);
+		break;
+	case FILE_TYPE__FILE_TTY:
+		bad = rst_tty_bad(f);
 		break;
 	default:
 		pr_err("%s: %s is a file of type %d: not supported yet\n", img, what,
@@ -357,7 +371,7 @@ static int open_anon(struct rst_child *c, const struct rst_fd *fd)
 	return nfd;
 }
 
-int rst_fdkind_install(struct rst_child *c, const struct rst_fd *fd)
+int rst_fdkind_open(struct rst_child *c, const struct rst_fd *fd)
 {
 	int nfd;
 
@@ -379,25 +393,25 @@ int rst_fdkind_install(struct rst_child *c, const struct rst_fd *fd)
 	case FILE_TYPE__FILE_UNLINKED:
 		nfd = open_anon(c, fd);
 		break;
+	case FILE_TYPE__FILE_EPOLL:
+		nfd = rst_epoll_open(c, fd);
+		break;
+	case FILE_TYPE__FILE_INOTIFY:
+		nfd = rst_inotify_open(c, fd);
+		break;
+	case FILE_TYPE__FILE_INET_SK:
+		nfd = rst_inet_open(c, fd);
+		break;
+	case FILE_TYPE__FILE_UNIX_SK:
+		nfd = rst_unix_open(c, fd);
+		break;
+	case FILE_TYPE__FILE_TTY:
+		nfd = rst_tty_open(c, fd);
+		break;
 	default:
 		rst_child_fail(c, "fd %u: file type %d is not supported", fd->fd,
 			       (int)fd->file->type);
 		return -ENOTSUP;
 	}
-	if (nfd < 0)
-		return nfd;
-	if (nfd == (int)fd->fd) {
-		if (!fd->cloexec && fcntl(nfd, F_SETFD, 0) < 0) {
-			rst_child_fail(c, "fd %u: F_SETFD: %s", fd->fd, strerror(errno));
-			return -errno;
-		}
-		return 0;
-	}
-	if (dup3(nfd, (int)fd->fd, fd->cloexec ? O_CLOEXEC : 0) < 0) {
-		rst_child_fail(c, "fd %u: dup3: %s", fd->fd, strerror(errno));
-		close(nfd);
-		return -errno;
-	}
-	close(nfd);
-	return 0;
+	return nfd;
 }

@@ -179,7 +179,7 @@ int rst_files_open_kept(struct rst_child *c)
 	return relocate(c, base);
 }
 
-static int install_one(struct rst_child *c, const struct rst_fd *fd)
+static int reg_open(struct rst_child *c, const struct rst_fd *fd)
 {
 	const RegFileEntry *reg = fd->file->reg;
 	int flags = (int)reg->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC);
@@ -204,19 +204,32 @@ static int install_one(struct rst_child *c, const struct rst_fd *fd)
 		close(tmp);
 		return -errno;
 	}
-	if (tmp == (int)fd->fd) {
-		if (!fd->cloexec && fcntl(tmp, F_SETFD, 0) < 0) {
+	return tmp;
+}
+
+int rst_file_open(struct rst_child *c, const struct rst_fd *fd)
+{
+	if (fd->file->type == FILE_TYPE__FILE_REG)
+		return reg_open(c, fd);
+	return rst_fdkind_open(c, fd);
+}
+
+/* Put NFD at FD's number (NFD is consumed unless it is that number). */
+static int place(struct rst_child *c, const struct rst_fd *fd, int nfd)
+{
+	if (nfd == (int)fd->fd) {
+		if (!fd->cloexec && fcntl(nfd, F_SETFD, 0) < 0) {
 			rst_child_fail(c, "fd %u: F_SETFD: %s", fd->fd, strerror(errno));
 			return -errno;
 		}
 		return 0;
 	}
-	if (dup3(tmp, (int)fd->fd, fd->cloexec ? O_CLOEXEC : 0) < 0) {
-		rst_child_fail(c, "fd %u: dup3 of %s: %s", fd->fd, reg->path, strerror(errno));
-		close(tmp);
+	if (dup3(nfd, (int)fd->fd, fd->cloexec ? O_CLOEXEC : 0) < 0) {
+		rst_child_fail(c, "fd %u: dup3: %s", fd->fd, strerror(errno));
+		close(nfd);
 		return -errno;
 	}
-	close(tmp);
+	close(nfd);
 	return 0;
 }
 
@@ -289,12 +302,25 @@ int rst_files_install(struct rst_child *c)
 			}
 			continue;
 		}
-		if (fd->file->type == FILE_TYPE__FILE_REG)
-			r = install_one(c, fd);
-		else
-			r = rst_fdkind_install(c, fd);
+		/* One description for several processes: the root helper's, inherited. */
+		r = rst_shared_fd(c, fd->file);
+		if (r >= 0) {
+			if (dup3(r, (int)fd->fd, fd->cloexec ? O_CLOEXEC : 0) < 0) {
+				rst_child_fail(c, "fd %u: dup3 of the shared description (files.img "
+					       "id %u): %s",
+					       fd->fd, fd->file->id, strerror(errno));
+				return -errno;
+			}
+			continue;
+		}
+		r = rst_file_open(c, fd);
+		if (r >= 0)
+			r = place(c, fd, r);
 		if (r)
 			return r;
 	}
+	r = rst_epoll_watch_all(c);
+	if (r)
+		return r;
 	return close_others(c);
 }

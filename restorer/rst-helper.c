@@ -7,6 +7,7 @@
  * jumps into the blob, which does the rest. It never logs: its
  * fds are being replaced, so errors travel to relive on the status pipe.
  */
+#include "fault.h"
 #include "rst.h"
 
 #include "util.h"
@@ -234,6 +235,15 @@ __attribute__((noreturn)) void rst_helper_main(struct rst_child *c)
 	_exit(1);
 }
 
+/* RELIVE_FAULT (common/fault.h): fail this step as a real failure would. */
+static int inject(struct rst_child *c, const char *site)
+{
+	if (!fault_armed(site))
+		return 0;
+	rst_child_fail(c, "fault injected at %s (RELIVE_FAULT)", site);
+	return -EIO;
+}
+
 int rst_helper_run(struct rst_child *c)
 {
 	sigset_t all;
@@ -258,8 +268,12 @@ int rst_helper_run(struct rst_child *c)
 	/* Before any fork: every process of the tree inherits the shared objects. */
 	if (!r && c->task == &c->plan->tasks[0])
 		r = rst_shm_create(c);
+	if (!r && c->task == &c->plan->tasks[0])
+		r = rst_shared_create(c);
 	if (!r)
 		r = fork_children(c);
+	if (!r && c->task == &c->plan->tasks[0])
+		r = inject(c, "restore-after-fork");
 	if (!r && c->built_fd >= 0) {
 		char b = 1;
 
@@ -276,8 +290,14 @@ int rst_helper_run(struct rst_child *c)
 		r = rst_files_open_kept(c);
 	if (!r)
 		r = rst_lazy_handover(c);
+	if (!r && c->task->nr_lazy)
+		r = inject(c, "restore-lazy-handover");
 	if (!r)
 		r = rst_files_install(c);
+	if (!r)
+		r = rst_locks_take(c);
+	if (!r)
+		r = inject(c, "restore-after-files");
 	if (!r)
 		r = rst_blob_prepare(c);
 	if (!r)

@@ -67,7 +67,8 @@ static int plan_tids(const PstreeEntry *pe, struct rst_task *t)
 	for (size_t i = 0; i < pe->n_threads; i++) {
 		uint32_t tid = pe->threads[i];
 
-		if (tid < 2 || tid > (1U << 22)) {
+		/* Only a namespace init's leader is 1 (checked with its pid). */
+		if (tid < (i || pe->pid != 1 ? 2U : 1U) || tid > (1U << 22)) {
 			pr_err("pstree.img: pid %u: bad thread id %u\n", pe->pid, tid);
 			return -EINVAL;
 		}
@@ -93,7 +94,8 @@ static int plan_entry(struct rst_plan *p, size_t idx, const PstreeEntry *pe)
 	t->pgid = pe->pgid;
 	t->sid = pe->sid;
 	t->parent = -1;
-	if (pe->pid < 2 || pe->pid > (1U << 22)) {
+	/* pid 1: the root was a pid namespace's init (restore --pidns). */
+	if (pe->pid < (idx ? 2U : 1U) || pe->pid > (1U << 22)) {
 		pr_err("pstree.img: bad pid %u\n", pe->pid);
 		return -EINVAL;
 	}
@@ -285,10 +287,9 @@ static int load_task(int dirfd, struct rst_task *t)
 	r = check_siginfo(te->shared_pending, te->n_shared_pending, "task", t->pid);
 	if (r)
 		return r;
-	if (te->n_posix_timers) {
-		pr_err("task-%u.img: posix timers are not supported yet\n", t->pid);
-		return -ENOTSUP;
-	}
+	r = rst_ptimers_check(t);
+	if (r)
+		return r;
 	if (!te->cwd[0] || !te->root[0] || te->cwd[0] != '/' || te->root[0] != '/') {
 		pr_err("task-%u.img: cwd '%s' / root '%s' are not absolute paths\n", t->pid,
 		       te->cwd, te->root);
@@ -597,38 +598,6 @@ static int plan_vdso(struct rst_task *t)
 	return r;
 }
 
-/*
- * A file entry used by several processes is one open file description at
- * dump time. Regular files are reopened by each process (their offsets are
- * no longer shared); other kinds (a pipe between parent and child) are not
- * restored across processes yet.
- */
-static int check_shared_files(const struct rst_plan *p)
-{
-	for (size_t i = 1; i < p->nr_tasks; i++) {
-		const struct rst_task *t = &p->tasks[i];
-
-		for (size_t f = 0; f < t->nr_fds; f++) {
-			const FileEntry *fe = t->fds[f].file;
-
-			for (size_t j = 0; j < i; j++) {
-				const struct rst_task *o = &p->tasks[j];
-
-				for (size_t g = 0; g < o->nr_fds; g++) {
-					if (o->fds[g].file != fe || fe->type == FILE_TYPE__FILE_REG)
-						continue;
-					pr_err("files.img id %u (fd %u of pid %u, fd %u of pid %u): "
-					       "a non-regular file shared by two processes of the "
-					       "tree is not supported yet\n",
-					       fe->id, o->fds[g].fd, o->pid, t->fds[f].fd, t->pid);
-					return -ENOTSUP;
-				}
-			}
-		}
-	}
-	return 0;
-}
-
 int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *ret)
 {
 	struct rst_plan p = { 0 };
@@ -659,7 +628,9 @@ int rst_plan_load(int dirfd, const struct relive_opts *opts, struct rst_plan *re
 			r = plan_vdso(t);
 	}
 	if (!r)
-		r = check_shared_files(&p);
+		r = rst_locks_load(dirfd, &p);
+	if (!r)
+		r = rst_shared_plan(&p);
 	if (!r)
 		r = rst_shm_plan(&p);
 	if (r) {
@@ -694,6 +665,8 @@ void rst_plan_free(struct rst_plan *p)
 	}
 	free(p->tasks);
 	free(p->shms);
+	rst_locks_free(p);
+	free(p->file_shared);
 	for (size_t i = 0; i < p->nr_files; i++)
 		img_msg_free((ProtobufCMessage *)p->files[i]);
 	free(p->files);

@@ -105,6 +105,13 @@ struct rst_plan {
 	size_t nr_tasks;
 	struct rst_shm *shms;
 	size_t nr_shms;
+	/* per files[]: a description the root helper creates for several processes */
+	bool *file_shared;
+	size_t nr_shared;
+	int shared_base; /* above every fd number of the tree: where the root holds them */
+	/* file-locks.img (rst-locks.c) */
+	FileLockEntry **locks;
+	size_t nr_locks;
 };
 
 /* rst-plan.c: read every image of DIRFD and validate it; logs the error. */
@@ -162,6 +169,24 @@ int rst_sigframe_build(void *buf, uint64_t addr, size_t len, const struct rst_fr
 int rst_pid_wait_free(pid_t pid, unsigned int timeout_ms);
 pid_t rst_clone_with_pid(pid_t pid);
 
+/*
+ * rst-pidns.c: restore --pidns. rst_pidns_clone() returns the host pid of
+ * the namespace's init (relive's child) in relive, 0 in the process that
+ * must become the root helper, -errno on failure (logged). After the tree
+ * is released, rst_pidns_release() lets the init outlive relive.
+ */
+struct rst_pidns {
+	pid_t init; /* host pid of pid 1 of the namespace */
+	bool root_is_init; /* the root was pid 1 when dumped: it is the init */
+	int ctl_wr, ack_rd; /* relive's ends of the release pipes */
+	int ctl_rd, ack_wr; /* the init's */
+};
+pid_t rst_pidns_clone(const struct rst_plan *p, struct rst_pidns *ns, int status_fd);
+int rst_pidns_release(struct rst_pidns *ns);
+void rst_pidns_close(struct rst_pidns *ns);
+/* Host pid of the tree's root (the init itself, or its child). */
+pid_t rst_pidns_root(const struct rst_pidns *ns);
+
 /* rst-creds.c */
 int rst_creds_check(const struct rst_task *t);
 void rst_creds_fill(const CredsEntry *c, struct rst_blob_creds *ret);
@@ -176,6 +201,7 @@ struct rst_child {
 	int go_fd; /* read end: one byte releases the blob once every task is ready */
 	int built_fd; /* children: tells the parent helper the subtree exists, else -1 */
 	int *shm_fds; /* per plan->shms, created by the root helper, inherited down */
+	int *shared_fds; /* per plan->files, -1 unless shared (rst-shared.c), inherited down */
 	const char *images_dir; /* for messages */
 	int dirfd;
 	int status_fd;
@@ -205,9 +231,33 @@ int rst_shm_plan(struct rst_plan *p);
 int rst_shm_create(struct rst_child *c);
 int rst_shm_fd(const struct rst_child *c, const struct rst_vma *v);
 
+/*
+ * rst-shared.c: descriptions shared by several processes of the tree. The
+ * plan marks them; the root helper creates each (rst_file_open) before any
+ * fork and holds it at plan->shared_base or above; every helper dup3()s
+ * its fds on them from the inherited holder (rst_shared_fd, -1: not shared).
+ */
+int rst_shared_plan(struct rst_plan *p);
+int rst_shared_create(struct rst_child *c);
+int rst_shared_fd(const struct rst_child *c, const FileEntry *f);
+
+/* rst-timers.c: POSIX timers of the task image, checked by the plan, into the args at OFF. */
+int rst_ptimers_check(const struct rst_task *t);
+void rst_ptimers_fill(const TaskEntry *te, struct rst_blob_args *a, uint64_t off);
+
+/*
+ * rst-locks.c: file-locks.img read and checked into the plan; the helper
+ * takes its process's locks once its fds are in place and the rest closed.
+ */
+int rst_locks_load(int dirfd, struct rst_plan *p);
+void rst_locks_free(struct rst_plan *p);
+int rst_locks_take(struct rst_child *c);
+
 /* rst-files.c (helper side) */
 int rst_files_open_kept(struct rst_child *c);
 int rst_files_install(struct rst_child *c);
+/* A new description (close-on-exec) of FD's file, of any kind, or -errno (c->err set). */
+int rst_file_open(struct rst_child *c, const struct rst_fd *fd);
 /* rst-files.c (parent side preflight) */
 int rst_files_check(const struct rst_plan *p);
 

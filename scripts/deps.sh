@@ -4,7 +4,10 @@ set -euo pipefail
 
 PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev binutils python3
       protobuf-c-compiler libprotobuf-c-dev liburing-dev libnl-3-dev libnl-route-3-dev
-      libcap-dev libcmocka-dev libxxhash-dev iproute2 procps util-linux gnuplot-nox)
+      libcap-dev libcmocka-dev libxxhash-dev iproute2 procps util-linux gnuplot-nox
+      nftables redis-server redis-tools)
+# nftables: the network lock of TCP connections (docs/sockets.md);
+# redis-server, redis-tools: the real-server migration test (lazy-e2e-redis)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -2,7 +2,8 @@
 # Install dependencies, build relive, and run the whole test suite: the unit
 # and integration suites on a normal build, then the unit suite and the fuzz
 # regression inputs (fuzz-regress) again under AddressSanitizer +
-# UndefinedBehaviorSanitizer.
+# UndefinedBehaviorSanitizer; and builds the libFuzzer targets with clang so
+# that scripts/fuzz.sh keeps working (it is run by hand, for minutes).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ ninja -C "$BUILD"
 
 echo "== unit and integration suites"
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 --suite unit
-meson test -C "$BUILD" --print-errorlogs --num-processes 1 --no-suite unit
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 --no-suite unit
 
 echo "== unit and fuzz-regress suites under ASan+UBSan"
 if [ ! -f "$ASAN_BUILD/build.ninja" ]; then
@@ -28,3 +29,10 @@ fi
 ninja -C "$ASAN_BUILD"
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 	meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 --suite unit --suite fuzz-regress
+
+echo "== libFuzzer targets build (clang); scripts/fuzz.sh MINUTES runs them"
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+if [ ! -f "$FUZZ_BUILD/build.ninja" ]; then
+	CC=clang meson setup "$FUZZ_BUILD" -Dfuzz=true >/dev/null
+fi
+ninja -C "$FUZZ_BUILD" fuzz/fuzz_img fuzz/fuzz_ps_proto fuzz/fuzz_rst_plan

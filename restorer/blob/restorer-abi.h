@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define RST_BLOB_MAGIC 0x52535442u /* "RSTB" */
-#define RST_BLOB_VERSION 5u /* 4: queued signals, per thread and shared; 5: go_fd */
+#define RST_BLOB_VERSION 6u /* 4: queued signals, per thread and shared; 5: go_fd; 6: POSIX timers */
 
 #define RST_STACK_SIZE (64u * 1024)
 /* Highest user address + 1 with 4-level paging (the default mmap limit). */
@@ -31,6 +31,8 @@
 /* Queued signals: the kernel's siginfo_t, and at most this many per queue. */
 #define RST_SIGINFO_SIZE 128u
 #define RST_MAX_PENDING 65536u
+/* POSIX timers of one process. */
+#define RST_MAX_PTIMERS 65536u
 
 /*
  * The tail, left mapped in the restored process: [code | go | ready | frames].
@@ -48,6 +50,10 @@
 #define RST_STATUS_ERR 'E'
 /* The release byte on the go pipe. */
 #define RST_GO 'G'
+
+/* rst_blob_args.fault: where the blob fails on purpose (tests, RELIVE_FAULT). */
+#define RST_FAULT_AFTER_MM 1u
+#define RST_FAULT_BEFORE_SIGRETURN 2u
 
 struct rst_blob_vma {
 	uint64_t start;
@@ -106,6 +112,23 @@ struct rst_blob_itimer {
 	uint64_t value_us;
 };
 _Static_assert(sizeof(struct rst_blob_itimer) == 24, "rst_blob_itimer size");
+
+/*
+ * A POSIX timer, created by the blob with its id once every thread exists
+ * (a SIGEV_THREAD_ID target may be any of them), armed with the time left.
+ */
+struct rst_blob_ptimer {
+	int32_t id;
+	int32_t clock_id;
+	int32_t notify; /* SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID */
+	int32_t signo;
+	int32_t tid; /* SIGEV_THREAD_ID target */
+	uint32_t pad;
+	uint64_t sival;
+	uint64_t interval_ns;
+	uint64_t value_ns; /* 0: disarmed */
+};
+_Static_assert(sizeof(struct rst_blob_ptimer) == 48, "rst_blob_ptimer size");
 
 /* Fields of struct prctl_mm_map, auxv as an offset. */
 struct rst_blob_mm {
@@ -200,8 +223,11 @@ struct rst_blob_args {
 	uint32_t nr_shared_pending; /* signals queued for the process */
 	uint64_t threads_off; /* struct rst_blob_thread[nr_threads], the leader first */
 	uint64_t shared_pending_off; /* RST_SIGINFO_SIZE bytes each, oldest first */
+	uint32_t nr_ptimers;
+	uint32_t fault; /* RST_FAULT_*: a test hook (RELIVE_FAULT), 0 in real use */
+	uint64_t ptimers_off; /* struct rst_blob_ptimer[nr_ptimers], by increasing id */
 };
 _Static_assert(offsetof(struct rst_blob_args, moves) == 128, "rst_blob_args moves");
-_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 24, "args size");
+_Static_assert(sizeof(struct rst_blob_args) == 128 + 72 + 72 + 104 + 104 + 24 + 16, "args size");
 
 #endif

@@ -505,6 +505,60 @@ static void set_timers(const struct rst_blob_args *a)
 	}
 }
 
+#define PR_TIMER_CREATE_RESTORE_IDS_ 77 /* linux/prctl.h of 6.15+ */
+#define SIGEV_THREAD_ID_ 4
+
+/* The kernel's struct sigevent (64 bytes), and struct itimerspec. */
+struct blob_sigevent {
+	uint64_t value;
+	int32_t signo;
+	int32_t notify;
+	int32_t tid;
+	int32_t pad[11];
+};
+
+/*
+ * Each POSIX timer with its dumped id, by increasing id: with
+ * PR_TIMER_CREATE_RESTORE_IDS timer_create takes the id from *timerid;
+ * without it (older kernels) ids come in increasing order, so placeholders
+ * are created and deleted until the wanted id comes. Then armed with the
+ * time that was left. After create_threads: a signal may go to any thread.
+ */
+static void create_ptimers(const struct rst_blob_args *a)
+{
+	const struct rst_blob_ptimer *p = at(a, a->ptimers_off);
+	long by_id = a->nr_ptimers ? sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS_, 1) : -1;
+
+	for (uint32_t i = 0; i < a->nr_ptimers; i++, p++) {
+		struct blob_sigevent se = { .value = p->sival, .signo = p->signo,
+					    .notify = p->notify, .tid = p->tid };
+		long its[4] = { (long)(p->interval_ns / 1000000000ULL),
+				(long)(p->interval_ns % 1000000000ULL),
+				(long)(p->value_ns / 1000000000ULL),
+				(long)(p->value_ns % 1000000000ULL) };
+		int32_t id = p->id;
+		long r;
+
+		for (;;) {
+			r = sys3(__NR_timer_create, p->clock_id, &se, &id);
+			if (r < 0)
+				fail(a, "timer_create of POSIX timer", (unsigned long)p->id, r);
+			if (id >= p->id)
+				break;
+			sys1(__NR_timer_delete, id); /* a placeholder below the wanted id */
+			id = p->id;
+		}
+		if (id != p->id)
+			fail(a, "timer_create gave another id to POSIX timer", (unsigned long)p->id,
+			     -17);
+		r = p->value_ns ? sys4(__NR_timer_settime, id, 0, its, 0) : 0;
+		if (r < 0)
+			fail(a, "timer_settime of POSIX timer", (unsigned long)p->id, r);
+	}
+	if (by_id == 0)
+		sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS_, 0);
+}
+
 static void set_thread(const struct rst_blob_args *a, const struct rst_blob_thread *t)
 {
 	long r;
@@ -672,11 +726,14 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	finish_vmas(a);
 	register_lazy(a);
 	set_mm(a);
+	if (a->fault == RST_FAULT_AFTER_MM)
+		fail(a, "fault injected at restore-after-mm (RELIVE_FAULT), step", 0, -5);
 	fds = at(a, a->close_fds_off);
 	for (uint32_t i = 0; i < a->nr_close_fds; i++)
 		sys1(__NR_close, fds[i]);
 	set_sigactions(a);
 	create_threads(a);
+	create_ptimers(a);
 	set_creds(a);
 	r = sys2(__NR_prctl, PR_SET_PDEATHSIG, 0);
 	if (r < 0)
@@ -687,6 +744,8 @@ __attribute__((used, noreturn, visibility("hidden"))) void rst_blob_main(struct 
 	drop_sigchld();
 	requeue_signals(a, thread_at(a, 0));
 	requeue_signals(a, NULL);
+	if (a->fault == RST_FAULT_BEFORE_SIGRETURN)
+		fail(a, "fault injected at restore-before-sigreturn (RELIVE_FAULT), step", 0, -5);
 	r = sys3(__NR_write, a->status_fd, &ok, 1);
 	if (r != 1)
 		fail(a, "writing the status byte to fd", (unsigned long)a->status_fd, r < 0 ? r : -5);

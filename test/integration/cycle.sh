@@ -8,26 +8,30 @@
 # CASE leave-running: dump --leave-running -> the original runs on, untouched
 #                     (same process, not stopped, not traced) -> its PASS.
 # CASE twice:         dump -> restore -> dump -> restore -> PASS.
+# CASE leave-running-100: 100 dumps --leave-running in a row into the same
+#                     directory (CYCLE_DUMPS overrides the count), the original
+#                     running and counting throughout, with the same mappings
+#                     and descriptors at the end -> its PASS -> restore of
+#                     the last images -> the restored process's PASS too.
+#
+# CYCLE_DUMP_ARGS: more arguments of the dumps of restore, twice and
+# leave-running (e.g. --file-locks).
 #
 # Every PASS must carry the nonce the victim drew at start (restored, not
 # restarted) and a counter above the one read from its memory before the dump.
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-shift 3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}"
+driver_init 3 "RELIVE VICTIM CASE [VICTIM ARGS...]" "$@"
+shift 3
 
 # One dump and restore of pid; prints nothing, dies on any failure.
 dump_and_restore() {
 	local pid=$1 dir=$2 c0
 	c0=$(victim_counter "$pid" "$V_ADDR")
-	dump "$pid" "$dir"
+	# shellcheck disable=SC2086  # CYCLE_DUMP_ARGS: more dump options, split on spaces
+	dump "$pid" "$dir" ${CYCLE_DUMP_ARGS:-}
 	wait_dead "$pid"
 	log "pid $pid is gone after the dump (counter was >= $c0)"
 	restore "$dir"
@@ -55,7 +59,8 @@ twice)
 	;;
 leave-running)
 	c0=$(victim_counter "$V_PID" "$V_ADDR")
-	dump "$V_PID" "$TMP/img" --leave-running
+	# shellcheck disable=SC2086
+	dump "$V_PID" "$TMP/img" --leave-running ${CYCLE_DUMP_ARGS:-}
 	check_running "$V_PID"
 	[[ $(proc_start "$V_PID") == "$V_START" ]] || die "pid $V_PID is not the original process"
 	c1=$(victim_counter "$V_PID" "$V_ADDR")
@@ -64,6 +69,52 @@ leave-running)
 	((c2 > c1)) || die "pid $V_PID stopped counting after dump --leave-running ($c1 -> $c2)"
 	[[ -n $(ls -A "$TMP/img") ]] || die "dump --leave-running wrote nothing to $TMP/img"
 	finish "$V_PID" "$V_NONCE" "$c0"
+	;;
+leave-running-100)
+	n=${CYCLE_DUMPS:-100}
+	t0=$SECONDS
+	maps0=$(cat "/proc/$V_PID/maps")
+	fds0=$(ls "/proc/$V_PID/fd")
+	c_prev=$(victim_counter "$V_PID" "$V_ADDR")
+	for ((k = 1; k <= n; k++)); do
+		c_last=$(victim_counter "$V_PID" "$V_ADDR")
+		rc=0
+		run_relive "$TMP/img.dump.out" dump -t "$V_PID" -D "$TMP/img" -o dump.log \
+			--leave-running || rc=$?
+		if [[ $rc != 0 ]]; then
+			show_failure "$TMP/img.dump.out" "$TMP/img/dump.log"
+			die "dump $k of $n of pid $V_PID exited with $rc"
+		fi
+		st=$(proc_state "$V_PID") || die "pid $V_PID is gone after dump $k"
+		[[ $st == [RS] && $(proc_start "$V_PID") == "$V_START" ]] ||
+			die "pid $V_PID after dump $k: state $st, start $(proc_start "$V_PID")"
+		[[ $(status_field "$V_PID" TracerPid) == 0 ]] || die "pid $V_PID traced after dump $k"
+		if ((k % 10 == 0)); then
+			c=$(victim_counter "$V_PID" "$V_ADDR")
+			((c > c_prev)) || die "pid $V_PID stopped counting by dump $k ($c_prev -> $c)"
+			c_prev=$c
+		fi
+	done
+	log "$n dumps --leave-running of pid $V_PID in $((SECONDS - t0)) s"
+	# Nothing may pile up in the process, dump after dump.
+	if [[ $(cat "/proc/$V_PID/maps") != "$maps0" ]]; then
+		diff <(echo "$maps0") "/proc/$V_PID/maps" >&2 || true
+		die "the mappings of pid $V_PID changed over $n dumps (above)"
+	fi
+	[[ $(ls "/proc/$V_PID/fd") == "$fds0" ]] ||
+		die "the descriptors of pid $V_PID changed over $n dumps: $(ls "/proc/$V_PID/fd")"
+	cp "$V_DIR/victim.log" "$V_DIR/victim.log.at-dump"
+	sleep 0.1
+	finish "$V_PID" "$V_NONCE" "$c_last"
+	wait_gone "$V_PID" 30 || die "pid $V_PID is still held 30 s after its verdict"
+	mv "$V_DIR/verdict" "$V_DIR/verdict.original"
+	# The original's verdict went to its log too: the dumped file had the size of then.
+	cp "$V_DIR/victim.log" "$V_DIR/victim.log.original"
+	cat "$V_DIR/victim.log.at-dump" >"$V_DIR/victim.log"
+	restore "$TMP/img"
+	[[ $(proc_start "$V_PID") != "$V_START" ]] || die "pid $V_PID was not recreated"
+	check_running "$V_PID" "$TMP/img.restore.out" "$TMP/img/restore.log"
+	finish "$V_PID" "$V_NONCE" "$c_last"
 	;;
 *)
 	die "unknown case '$CASE'"

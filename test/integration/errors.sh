@@ -18,15 +18,10 @@
 # pid-in-use:             restore while the original still runs.
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-shift 3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}"
+driver_init 3 "RELIVE VICTIM CASE [VICTIM ARGS...]" "$@"
+shift 3
 
 OUT=$TMP/relive.out
 

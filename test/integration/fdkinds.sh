@@ -14,15 +14,10 @@
 # its PASS after a restore would mean nothing.
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE [ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-shift 3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}"
+driver_init 3 "RELIVE VICTIM CASE [ARGS...]" "$@"
+shift 3
 
 if [[ $CASE == detects ]]; then
 	start_victim "$VICTIM" "$@"

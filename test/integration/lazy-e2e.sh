@@ -25,13 +25,39 @@
 #                   whose pages never arrived, the victim (lazy-touch: it
 #                   faults all the time, and is sent SIGUSR2 too) is killed
 #                   and never writes a verdict, the keeper is gone.
-# CASE kill-daemon: veth + tbf; kill -9 of `relive lazy-pages` mid-stream
-#                   while the victim (lazy-touch) faults: its guard (same
-#                   descriptor table, so the uffd stays open) kills the victim,
-#                   which never writes a verdict (no zero page was ever read),
-#                   names it in a "lazy-pages died: killed pid N" line, and
-#                   leaves; no relive process is left once the source is
-#                   stopped.
+# CASE kill-daemon: veth + tbf; kill -9 of `relive lazy-pages` (--lazy-timeout
+#                   5) mid-stream while the victim (lazy-touch) faults: its
+#                   guard (same descriptor table, so the uffd stays open)
+#                   keeps the victim waiting on its faults for a successor
+#                   (it is alive 2 s later, with no verdict), then, none
+#                   having come within 5 s, kills it, names it in a "killed
+#                   pid N" line, and leaves; the victim never wrote a verdict
+#                   (no zero page was ever read); no relive process is left
+#                   once the source is stopped.
+# CASE takeover:    veth + tbf; kill -9 of `relive lazy-pages` mid-stream while
+#                   the victim (lazy-touch) faults, then the same command is
+#                   started again: it takes the uffd over from the dead
+#                   daemon's guard, re-learns which pages are in, goes on
+#                   with a new session on the source; the same once more
+#                   (the successor killed in turn); the third daemon
+#                   completes the stream, both sides exit 0; the victim PASSes.
+# CASE hostile:    veth + tbf; while the victim (lazy-touch) migrates, hostile
+#                   peers hit the source all at once (E2E_PS_CLIENT: a wrong
+#                   token, garbage, a run longer than the protocol allows, a
+#                   run outside the lazy memory, a silent peer): each is cut
+#                   off within 10 s (the silent one within 4 s, the source's
+#                   idle limit being 2 s) with its reason in the source's
+#                   log; the daemon's handover socket refuses a peer of
+#                   another uid (EACCES; and with its permissions opened on
+#                   purpose, by SO_PEERCRED, logged) and, by name, a root
+#                   peer sending garbage; the daemon runs on, both sides exit 0 and the
+#                   victim PASSes.
+# CASE restore-fault: a fault injected in the restore right after the helper
+#                   handed its uffd to the daemon (RELIVE_FAULT=
+#                   restore-lazy-handover): the restore fails naming it, no
+#                   process has the pid, the image files are unchanged, the
+#                   daemon exits 1 without telling the source DONE, the source
+#                   keeps serving; a new daemon and restore then PASS.
 # CASE link-flap:   veth + tbf; the destination's veth goes down for 1 s
 #                   mid-stream while the victim faults: both sides exit 0 and
 #                   the victim PASSes.
@@ -39,22 +65,26 @@
 #                   altered is refused by the source (both say so) and exits
 #                   1; no process runs from those images; the source stays
 #                   up, and the real images then migrate and PASS.
+# CASE redis:       VICTIM is redis-server (args: number of keys of ~2 KiB, default
+#                   500 000: ~1.2 GiB) loaded in A; GET throughput
+#                   by redis-benchmark; lazily migrated to B, where clients
+#                   reconnect to the same address (127.0.0.1) while the pages
+#                   stream in; afterwards DBSIZE and DEBUG DIGEST are the same
+#                   and every key reads back its own value (a Lua check).
 # CASE detects:     no relive: a word of the victim's lazy area is damaged
 #                   through /proc/PID/mem; the victim must report FAIL.
 #
+# E2E_DUMP_ARGS: more arguments of the dump, split on spaces (inet.sh:
+# --tcp-established).
 # E2E_TBF_RATE (default 100mbit) sets the rate of the rate-limited cases
 # (none: no limit, for experiments).
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-shift 3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}" "userfaultfd" "UFFDIO_API" "UFFDIO_COPY"
+driver_init 3 "RELIVE VICTIM CASE [VICTIM ARGS...]" "$@"
+shift 3
+require_features "userfaultfd" "UFFDIO_API" "UFFDIO_COPY"
 
 # A port nobody listens on (in the namespaces, all are free).
 PORT=$((29300 + $$ % 2000))
@@ -184,9 +214,10 @@ start_source() {
 	mkdir -p "$dir"
 	mkfifo "$TMP/src.status"
 	log "${IN_A[*]} relive dump -t $V_PID -D $dir --lazy-pages --address $SRC_ADDR --port $PORT"
+	# shellcheck disable=SC2086 # E2E_DUMP_ARGS is split on purpose
 	"${IN_A[@]}" "$RELIVE" dump -t "$V_PID" -D "$dir" -o dump.log -v4 --lazy-pages \
 		--address "$SRC_ADDR" --port "$PORT" --status-fd 3 --lazy-timeout 60 \
-		3>"$TMP/src.status" >"$dir.dump.out" 2>&1 &
+		${E2E_DUMP_ARGS:-} 3>"$TMP/src.status" >"$dir.dump.out" 2>&1 &
 	SRC_PID=$!
 	BG_PIDS+=("$SRC_PID")
 	read_status "$TMP/src.status" "relive dump --lazy-pages" "$dir.dump.out" "$dir/dump.log"
@@ -223,6 +254,11 @@ begin() {
 	start_victim "${prefix[@]}" "$VICTIM" "$@"
 	sleep 0.3	# let the main loop run before the freeze
 	C0=$(victim_counter "$V_PID" "$V_ADDR")
+	dump_source
+}
+
+# The source dumps V_PID into SRC and serves; the images are copied to DST.
+dump_source() {
 	SRC=$TMP/src
 	DST=$TMP/dst
 	start_source "$SRC"
@@ -273,6 +309,15 @@ end_ok() {
 	finish "$V_PID" "$V_NONCE" "$C0"
 }
 
+# kill_midstream PID WHAT: kill -9 PID one second into the stream, which must still run.
+kill_midstream() {
+	sleep 1
+	kill -0 "$LP_PID" 2>/dev/null || die "the stream ended before the $2 could be killed"
+	kill -9 "$1"
+	{ wait "$1"; } 2>/dev/null || true
+	log "killed the $2 $1 mid-stream"
+}
+
 # A lazy-* victim's counts; with "require", it must have touched pages that
 # were still missing (the rate-limited cases, where the stream lasts seconds).
 lazy_stats() {
@@ -283,6 +328,33 @@ lazy_stats() {
 	if ! [[ $stats =~ touches_missing=([0-9]+) ]] || ((BASH_REMATCH[1] == 0)); then
 		die "the victim never touched a missing page: the lazy phase was not exercised"
 	fi
+}
+
+# redis (CASE redis): every value is derived from its key, so each key can be
+# checked on its own; values are ~2 KiB, 500 000 keys make ~1.2 GiB.
+REDIS_LOAD="for i=0,ARGV[1]-1 do redis.call('SET', string.format('key:%012d', i),
+	string.rep(string.format('v%011d', i), 170)) end return redis.call('DBSIZE')"
+REDIS_CHECK="local bad=0 for i=0,ARGV[1]-1 do
+	if redis.call('GET', string.format('key:%012d', i)) ~=
+	   string.rep(string.format('v%011d', i), 170) then bad=bad+1 end end return bad"
+redis_in() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" timeout 120 redis-cli -p "$RPORT" "$@"
+}
+# redis_get_rps NS SECONDS: GETs of random existing keys per second, measured
+# by redis-benchmark runs of 50 000 requests for SECONDS.
+redis_get_rps() {
+	local ns=$1 secs=$2 t0 t1 n=0
+	t0=$(date +%s%N)
+	t1=$((t0 + secs * 1000000000))
+	while (($(date +%s%N) < t1)); do
+		ip netns exec "$ns" timeout 60 redis-benchmark -p "$RPORT" -n 50000 -c 20 \
+			-r "$KEYS" --csv GET 'key:__rand_int__' >/dev/null ||
+			die "redis-benchmark failed in $ns"
+		n=$((n + 50000))
+	done
+	echo $((n * 1000000000 / ($(date +%s%N) - t0)))
 }
 
 case $CASE in
@@ -320,12 +392,8 @@ kill-source)
 	net_slow
 	begin "$@"
 	go 5
-	sleep 1
-	kill -0 "$LP_PID" 2>/dev/null || die "the stream ended before the source could be killed"
-	kill -9 "$SRC_PID"
+	kill_midstream "$SRC_PID" source
 	t0=$SECONDS
-	{ wait "$SRC_PID"; } 2>/dev/null || true
-	log "killed the source $SRC_PID mid-stream"
 	# Were it let run on zero pages, it would now write a verdict.
 	kill -USR2 "$V_PID" 2>/dev/null || true
 	rc=0
@@ -344,18 +412,20 @@ kill-daemon)
 	net_up
 	net_slow
 	begin "$@"
-	go 30
-	sleep 1
-	kill -0 "$LP_PID" 2>/dev/null || die "the stream ended before the daemon could be killed"
+	go 5
 	grep -q "guard [0-9]* holds" "$DST/lazy-pages.log" || die "the daemon started no guard"
-	kill -9 "$LP_PID"
-	{ wait "$LP_PID"; } 2>/dev/null || true
-	log "killed the daemon $LP_PID mid-stream"
+	kill_midstream "$LP_PID" daemon
 	# Were it let run on zero pages, it would now write a verdict (or crash).
 	kill -USR2 "$V_PID" 2>/dev/null || true
-	wait_gone "$V_PID" 10 || [[ $(proc_state "$V_PID") == [ZX] ]] ||
-		die "pid $V_PID still runs after its daemon died"
-	line=$(grep -m1 "lazy-pages died: killed pid $V_PID (" "$TMP/lp.out") ||
+	sleep 2
+	[[ $(proc_state "$V_PID") != [ZX] ]] ||
+		die "pid $V_PID was killed at once; no successor could have taken over"
+	grep -q "wait up to 5 s for a new" "$TMP/lp.out" ||
+		die "the guard does not wait for a successor: $(tail -3 "$TMP/lp.out")"
+	[[ ! -e $V_DIR/verdict ]] || die "the victim ran without its memory: $(cat "$V_DIR/verdict")"
+	wait_gone "$V_PID" 15 || [[ $(proc_state "$V_PID") == [ZX] ]] ||
+		die "pid $V_PID still runs 15 s after its daemon died"
+	line=$(grep -m1 "no successor took over: killed pid $V_PID (" "$TMP/lp.out") ||
 		die "no line names pid $V_PID: $(tail -5 "$TMP/lp.out")"
 	log "guard: ${line#*: }"
 	[[ $line =~ \ ([0-9]+)\ pages\ never\ arrived ]] && ((BASH_REMATCH[1] > 0)) ||
@@ -378,6 +448,121 @@ kill-daemon)
 		[[ -z $(keepers) ]] && break
 		sleep 0.1
 	done
+	;;
+takeover)
+	net_up
+	net_slow
+	begin "$@"
+	go 30
+	# Twice: the successor's own guard must hand over again.
+	for round in 1 2; do
+		kill_midstream "$LP_PID" daemon
+		sleep 1
+		[[ $(proc_state "$V_PID") != [ZX] ]] || die "pid $V_PID died with its daemon"
+		[[ ! -e $V_DIR/verdict ]] ||
+			die "the victim ran without its memory: $(cat "$V_DIR/verdict")"
+		mv "$TMP/lp.out" "$TMP/lp-dead$round.out"
+		mv "$DST/lazy-pages.log" "$DST/lazy-pages-dead$round.log"
+		start_daemon "$DST" "$TMP/lp.out" --stats-json "$TMP/lp-stats.json" --lazy-timeout 30
+		grep -q "took over 1 process" "$DST/lazy-pages.log" || {
+			show_failure "$TMP/lp.out" "$DST/lazy-pages.log" "$TMP/lp-dead$round.out"
+			die "the new daemon did not take over (round $round)"
+		}
+		line=$(grep -m1 "pid $V_PID .* taken over by lazy-pages pid" "$TMP/lp-dead$round.out") ||
+			die "the guard did not hand pid $V_PID over: $(tail -3 "$TMP/lp-dead$round.out")"
+		log "guard: ${line#*: }"
+		log "$(grep -m1 "takeover: pid $V_PID:" "$DST/lazy-pages.log")"
+	done
+	end_ok
+	lazy_stats require
+	;;
+hostile)
+	[[ -x ${E2E_PS_CLIENT:-} ]] || die "E2E_PS_CLIENT does not name the ps-client program"
+	export RELIVE_PS_IDLE_TIMEOUT_MS=2000
+	net_up
+	net_slow
+	begin "$@"
+	go 30
+	kill -0 "$LP_PID" 2>/dev/null || die "the stream ended before the hostile peers came"
+	t0=$SECONDS
+	hp=()
+	for m in badtoken garbage hugerun outofrange "silent 4000"; do
+		# shellcheck disable=SC2086  # "silent 4000" is the mode and its bound
+		timeout 10 "${IN_B[@]}" "$E2E_PS_CLIENT" "$DST" "$SRC_ADDR" "$PORT" $m \
+			>"$TMP/peer-${m% *}.out" 2>&1 &
+		hp+=($!)
+	done
+	i=0
+	for m in badtoken garbage hugerun outofrange silent; do
+		rc=0
+		wait "${hp[i]}" || rc=$?
+		i=$((i + 1))
+		[[ $rc == 0 ]] || die "hostile peer '$m' (rc $rc): $(cat "$TMP/peer-$m.out")"
+		log "peer $m: $(tail -1 "$TMP/peer-$m.out")"
+	done
+	log "every hostile peer was cut off within $((SECONDS - t0)) s"
+	for why in "wrong session token" "refused (Protocol error)" "malformed request" \
+		"is outside the lazy runs" "no valid hello within"; do
+		grep -q "$why" "$SRC/dump.log" || die "the source's log does not say '$why'"
+	done
+	# The daemon's handover socket: another uid cannot connect (0600); with the
+	# permissions opened on purpose, the daemon still refuses it (SO_PEERCRED).
+	nobody=(setpriv --reuid 65534 --regid 65534 --clear-groups /usr/bin/python3 -c
+		'import socket,sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+try:
+    s.sendall(b"x" * 16); sys.exit(0 if s.recv(1) == b"" else 3)
+except (BrokenPipeError, ConnectionResetError):
+    sys.exit(0)')
+	if "${nobody[@]}" "$DST/lazy-pages.sock" 2>"$TMP/nobody.out"; then
+		die "uid 65534 connected to the daemon's handover socket"
+	fi
+	grep -q PermissionError "$TMP/nobody.out" || die "uid 65534: $(tail -1 "$TMP/nobody.out")"
+	chmod o+x "$TMP" "$DST"
+	chmod 0666 "$DST/lazy-pages.sock"
+	rc=0
+	"${nobody[@]}" "$DST/lazy-pages.sock" 2>"$TMP/nobody.out" || rc=$?
+	chmod o-x "$TMP" "$DST"
+	chmod 0600 "$DST/lazy-pages.sock"
+	[[ $rc == 0 ]] || die "uid 65534 was not cut off by the daemon (rc $rc): $(tail -1 "$TMP/nobody.out")"
+	grep -q "handover: refused a connection from pid [0-9]* uid 65534" "$TMP/lp.out" \
+		"$DST/lazy-pages.log" || die "the daemon's log does not name the refused uid 65534"
+	# ... and a root peer sending garbage is refused by name.
+	python3 - "$DST/lazy-pages.sock" <<-'PY' || die "the daemon did not close a garbage handover"
+		import socket, sys
+		s = socket.socket(socket.AF_UNIX)
+		s.settimeout(5)
+		s.connect(sys.argv[1])
+		s.sendall(b"\xa5" * 16)
+		sys.exit(0 if s.recv(1) == b"" else 1)
+	PY
+	grep -q "handover from pid [0-9]*: bad magic" "$DST/lazy-pages.log" ||
+		die "the daemon's log does not name the garbage handover"
+	kill -0 "$LP_PID" 2>/dev/null || die "the daemon died under the hostile peers"
+	end_ok
+	lazy_stats
+	;;
+restore-fault)
+	begin "$@"
+	sum0=$(cd "$DST" && sha256sum -- *.img)
+	start_daemon "$DST" "$TMP/lp.out" --lazy-timeout 30
+	rc=0
+	RELIVE_FAULT=restore-lazy-handover restore_lazy "$DST" || rc=$?
+	[[ $rc != 0 ]] || die "the restore succeeded despite the injected fault"
+	grep -q "fault injected at restore-lazy-handover" "$DST.restore.out" ||
+		die "the restore does not name the fault: $(tail -3 "$DST.restore.out")"
+	wait_gone "$V_PID" 10 || die "pid $V_PID is left after the failed restore"
+	rc=0
+	wait_bg "$LP_PID" 20 || rc=$?
+	[[ $rc != 124 ]] || die "the daemon still runs 20 s after the restore failed"
+	expect_failure "$TMP/lp.out" "$rc" "not told DONE"
+	kill -0 "$SRC_PID" 2>/dev/null || die "the source exited: the memory is lost for a retry"
+	[[ $(cd "$DST" && sha256sum -- *.img) == "$sum0" ]] || die "the failed restore changed images"
+	log "restore failed as asked; the source still serves; retrying"
+	mv "$TMP/lp.out" "$TMP/lp-failed.out"
+	go 30
+	end_ok
+	lazy_stats
 	;;
 link-flap)
 	net_up
@@ -427,6 +612,53 @@ bad-token)
 	log "refused; the source still serves"
 	go 30
 	end_ok
+	;;
+redis)
+	# VICTIM is redis-server; a port of its own in A (and later in B).
+	command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null ||
+		die "redis-cli and redis-benchmark are needed (scripts/deps.sh installs redis-tools)"
+	net_up
+	KEYS=${1:-500000}
+	RPORT=$((PORT + 1))
+	RDIR=$TMP/redis
+	mkdir -p "$RDIR"
+	"${IN_A[@]}" setsid -f "$VICTIM" --port "$RPORT" --bind 127.0.0.1 --save '' \
+		--appendonly no --set-proc-title no --enable-debug-command yes --dir "$RDIR" \
+		--logfile "$RDIR/redis.log" </dev/null >/dev/null 2>&1
+	for ((i = 0; i < 100; i++)); do
+		redis_in "$NS_A" PING 2>/dev/null | grep -q PONG && break
+		sleep 0.1
+	done
+	V_PID=$(redis_in "$NS_A" INFO server | tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')
+	[[ -n $V_PID ]] || die "redis-server did not start: $(tail -5 "$RDIR/redis.log")"
+	VICTIM_PIDS+=("$V_PID")
+	V_START=$(proc_start "$V_PID")
+	log "redis-server pid $V_PID on 127.0.0.1:$RPORT in $NS_A; loading $KEYS keys"
+	n=$(redis_in "$NS_A" EVAL "$REDIS_LOAD" 0 "$KEYS")
+	[[ $n == "$KEYS" ]] || die "redis holds $n keys after the load, expected $KEYS"
+	log "loaded: $(redis_in "$NS_A" INFO memory | tr -d '\r' | grep -m1 '^used_memory_human:')"
+	digest=$(redis_in "$NS_A" DEBUG DIGEST)
+	rps_before=$(redis_get_rps "$NS_A" 10)
+	log "GET throughput before the dump: $rps_before requests/s"
+	dump_source
+	go 60
+	# Clients reconnect to the same address, now in B, while pages stream in.
+	rps_after=$(redis_get_rps "$NS_B" 10)
+	log "GET throughput in the first 10 s after the restore: $rps_after requests/s"
+	rc=0
+	wait_bg "$LP_PID" 90 || rc=$?
+	[[ $rc == 0 ]] || { show_failure "$TMP/lp.out" "$DST/lazy-pages.log"; die "relive lazy-pages exited with $rc"; }
+	wait_bg "$SRC_PID" 30 || { show_failure "$SRC.dump.out"; die "the source did not exit 0"; }
+	log "$(grep -m1 '^lazy-pages: .* pages in' "$TMP/lp.out")"
+	[[ $(redis_in "$NS_B" DBSIZE) == "$KEYS" ]] || die "redis holds $(redis_in "$NS_B" DBSIZE) keys after the migration, expected $KEYS"
+	[[ $(redis_in "$NS_B" DEBUG DIGEST) == "$digest" ]] || die "the dataset digest changed across the migration"
+	bad=$(redis_in "$NS_B" EVAL "$REDIS_CHECK" 0 "$KEYS")
+	[[ $bad == 0 ]] || die "$bad keys do not read back their value after the migration"
+	rps_later=$(redis_get_rps "$NS_B" 5)
+	log "redis: $KEYS keys intact; GET requests/s before the dump $rps_before," \
+		"first 10 s after the restore $rps_after, once complete $rps_later"
+	redis_in "$NS_B" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+	wait_gone "$V_PID" 10 || [[ $(proc_state "$V_PID") == [ZX] ]] || die "redis-server did not shut down"
 	;;
 detects)
 	start_victim "$VICTIM" "$@"

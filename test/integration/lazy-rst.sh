@@ -22,17 +22,13 @@
 #                 uffd (SO_PEERCRED), fails, no process is left.
 set -euo pipefail
 
-[[ $# -ge 5 ]] || { echo "usage: $0 RELIVE VICTIM CASE MKIMG DAEMON [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+driver_init 5 "RELIVE VICTIM CASE MKIMG DAEMON [VICTIM ARGS...]" "$@"
 MKIMG=$4
 DAEMON=$5
 shift 5
-# shellcheck source=lib.sh
-source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}" "userfaultfd" "UFFDIO_API" "UFFDIO_COPY"
+require_features "userfaultfd" "UFFDIO_API" "UFFDIO_COPY"
 
 EAGER=$TMP/img-eager
 LAZY=$TMP/img-lazy

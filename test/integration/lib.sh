@@ -73,6 +73,27 @@ require_features() {
 }
 CR_FEATURES=("ptrace seize" "clone3 set_tid" "PR_SET_MM_MAP" "vdso/vvar layout" "NT_X86_XSTATE size")
 
+# driver_init N USAGE ARGS...: the start of every driver: at least N
+# arguments (else the usage line and exit 2), RELIVE VICTIM CASE taken from
+# the first three, root and the checkpoint/restore features required. The
+# driver then shifts its N arguments away.
+driver_init() {
+	local n=$1 usage=$2
+	shift 2
+	(($# >= n)) || { echo "usage: $0 $usage" >&2; exit 2; }
+	RELIVE=$1
+	VICTIM=$2
+	CASE=$3
+	require_root
+	require_features "${CR_FEATURES[@]}"
+}
+
+# tree_pids DIR: the pids of DIR/pstree.img, parents first.
+tree_pids() {
+	"$RELIVE" show "$1/pstree.img" |
+		python3 -c 'import json,sys; print(" ".join(str(e["pid"]) for e in json.load(sys.stdin)["entries"]))'
+}
+
 # Field N (1-based, after the comm) of /proc/PID/stat; 1 is the state.
 stat_field() {
 	local s

@@ -53,7 +53,7 @@ struct task {
 static const char *host, *port;
 static struct task T, E; /* the lazy dump and the eager one */
 
-static void die(const char *fmt, const char *a)
+__attribute__((noreturn)) static void die(const char *fmt, const char *a)
 {
 	fprintf(stderr, "ps-client: ");
 	fprintf(stderr, fmt, a);
@@ -193,7 +193,7 @@ static void recv_pages(int fd, uint64_t vaddr, uint32_t nr, uint8_t *buf)
 	uint8_t hb[PS_HDR_SIZE];
 	struct ps_hdr h;
 	const char *why;
-	uint64_t csum;
+	uint64_t csum = 0;
 
 	if (xread(fd, hb, sizeof(hb)))
 		die("%s", "the server closed instead of a PAGES reply");

@@ -10,16 +10,11 @@
 # The number of threads each dump caught is logged (from pstree.img).
 set -euo pipefail
 
-[[ $# -ge 4 ]] || { echo "usage: $0 RELIVE VICTIM churn N [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-N=$4
-shift 4
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}"
+driver_init 4 "RELIVE VICTIM churn N [VICTIM ARGS...]" "$@"
+N=$4
+shift 4
 
 [[ $CASE == churn ]] || die "unknown case '$CASE'"
 start_victim "$VICTIM" "$@"

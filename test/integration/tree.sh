@@ -14,20 +14,9 @@
 #                 restore and the tree gives its PASS.
 set -euo pipefail
 
-[[ $# -eq 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
-require_features "${CR_FEATURES[@]}"
-
-# The pids of pstree.img, parents first.
-tree_pids() {
-	"$RELIVE" show "$1/pstree.img" |
-		python3 -c 'import json,sys; print(" ".join(str(e["pid"]) for e in json.load(sys.stdin)["entries"]))'
-}
+driver_init 3 "RELIVE VICTIM CASE" "$@"
 
 # No process of the tree exists (zombies reaped by init are waited for).
 none_left() {

@@ -12,14 +12,10 @@
 #                 to the victim; zmm and k only on AVX-512 machines).
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { echo "usage: $0 RELIVE VICTIM CASE [VICTIM ARGS...]" >&2; exit 2; }
-RELIVE=$1
-VICTIM=$2
-CASE=$3
-shift 3
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-require_root
+driver_init 3 "RELIVE VICTIM CASE [VICTIM ARGS...]" "$@"
+shift 3
 
 poke() {
 	printf '\x01\x02\x03\x04\x05\x06\x07\x08' |

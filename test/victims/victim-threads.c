@@ -172,7 +172,7 @@ static void *thread_main(void *arg)
 	switch (t->kind) {
 	case K_BUSY:
 		while (!stop_threads) {
-			volatile uint64_t sink = 0;
+			volatile uint64_t sink __attribute__((unused)) = 0;
 
 			if (local != t->counter) {
 				tfail(t, "counter: register copy %" PRIu64 " != memory %" PRIu64,

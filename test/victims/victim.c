@@ -108,7 +108,7 @@ static int default_run(char *err, size_t len)
 {
 	uint64_t local = victim_counter;
 	struct timespec ts = { 0, 1000 * 1000 };
-	volatile uint64_t sink = 0;
+	volatile uint64_t sink __attribute__((unused)) = 0;
 
 	for (;;) {
 		if (local != victim_counter)

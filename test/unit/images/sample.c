@@ -237,6 +237,18 @@ static void build_stats(void)
 	samples[IMG_STATS_RESTORE] = (struct sample_img){ IMG_STATS_RESTORE, 0, 1, { &sr.base } };
 }
 
+static void build_locks(void)
+{
+	static FileLockEntry l[2] = { FILE_LOCK_ENTRY__INIT, FILE_LOCK_ENTRY__INIT };
+
+	l[0].pid = 4242, l[0].fd = 40, l[0].file_id = 1, l[0].kind = FILE_LOCK_KIND__LOCK_FLOCK;
+	l[0].type = 1;
+	l[1].pid = 4250, l[1].fd = 1023, l[1].file_id = 2, l[1].kind = FILE_LOCK_KIND__LOCK_OFD;
+	l[1].type = 0, l[1].start = 1ULL << 40, l[1].len = INT64_MAX - (1ULL << 40);
+	samples[IMG_FILE_LOCKS] = (struct sample_img){ IMG_FILE_LOCKS, 0, 2,
+						       { &l[0].base, &l[1].base } };
+}
+
 const struct sample_img *sample_get(enum img_kind kind)
 {
 	static bool built;
@@ -250,6 +262,7 @@ const struct sample_img *sample_get(enum img_kind kind)
 		build_pagemap();
 		build_files();
 		build_stats();
+		build_locks();
 		samples[IMG_PAGES] = (struct sample_img){ IMG_PAGES, 7, 0, { NULL } };
 		built = true;
 	}

@@ -32,7 +32,7 @@ doc = json.load(open(sys.argv[1]))
 imgs = doc["images"]
 kinds = [i["kind"] for i in imgs]
 want = {"inventory", "pstree", "core", "task", "mm", "pagemap", "pages", "files", "fdinfo",
-        "stats-dump", "stats-restore"}
+        "stats-dump", "stats-restore", "file-locks"}
 assert set(kinds) == want, kinds
 assert [i["file"] for i in imgs] == sorted(i["file"] for i in imgs), "not sorted"
 by = {i["kind"]: i for i in imgs}

@@ -123,6 +123,10 @@ static void check_fields(enum img_kind kind, size_t i, const ProtobufCMessage *m
 		assert_int_equal(st->restore->frozen_window_us, 61000);
 		assert_null(st->dump);
 		break;
+	case IMG_FILE_LOCKS:
+		if (i == 1)
+			assert_int_equal(((const FileLockEntry *)m)->start, 1ULL << 40);
+		break;
 	default:
 		fail_msg("no checks for kind %d", kind);
 	}
