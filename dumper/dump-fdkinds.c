@@ -235,7 +235,7 @@ static int fill_anon(struct dump_ctx *ctx, int fd, const char *link, const struc
 	a->name = strndup(link, n);
 	if (!a->name)
 		return -ENOMEM;
-	a->flags = info->flags & ~O_CLOEXEC;
+	a->flags = info->flags & ~(O_CLOEXEC | O_TMPFILE); /* O_TMPFILE holds O_DIRECTORY */
 	a->pos = info->pos;
 	a->mode = st->st_mode & 07777;
 	a->size = (uint64_t)st->st_size;

@@ -214,7 +214,9 @@ static int dump_one_fd(struct dump_ctx *ctx, int fd, struct fd_seen *seen, size_
 		if (r)
 			return r;
 	} else if (!id) {
-		r = new_reg_entry(&ctx->files, link, &st, info.flags & ~O_CLOEXEC, info.pos, &id);
+		/* O_TMPFILE holds O_DIRECTORY: a reopen with it would fail. */
+		r = new_reg_entry(&ctx->files, link, &st, info.flags & ~(O_CLOEXEC | O_TMPFILE),
+				  info.pos, &id);
 		if (r)
 			return r;
 	}

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int tree_add(struct dump_tree *t, const struct relive_opts *opts, int dirfd, pid_t pid)
 {
@@ -86,6 +87,28 @@ static int add_children(struct dump_tree *t, size_t idx)
 	return 0;
 }
 
+/*
+ * A child that exited between the read of its state and its freeze: its
+ * parent is frozen, so it is (or within moments will be) a zombie that
+ * nobody reaps before the dump ends. Recorded as one; anything else fails.
+ */
+static int exited_during_freeze(struct dump_ctx *c)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (proc_read_stat(c->pid, &c->stat) == 0 && c->stat.state == 'Z') {
+			c->zombie = true;
+			pr_info("pid %d (%s), child of %d, exited during the freeze: a zombie "
+				"(wait status 0x%x)\n", (int)c->pid, c->stat.comm,
+				(int)c->stat.ppid, (unsigned int)c->stat.exit_code);
+			return 0;
+		}
+		usleep(1000);
+	}
+	pr_err("pid %d (a child of the tree) could not be frozen and is not a zombie\n",
+	       (int)c->pid);
+	return -ESRCH;
+}
+
 static int freeze_one(struct dump_tree *t, size_t idx)
 {
 	struct dump_ctx *c = &t->procs[idx];
@@ -107,7 +130,12 @@ static int freeze_one(struct dump_tree *t, size_t idx)
 	r = dmp_mm_prefreeze(c);
 	if (r)
 		return r;
-	return psite_freeze(c->pid, &c->frozen);
+	r = psite_freeze(c->pid, &c->frozen);
+	if (r == -ESRCH && idx > 0)
+		return exited_during_freeze(c);
+	if (r == -ESRCH)
+		pr_err("pid %d: exited before it could be frozen\n", (int)c->pid);
+	return r;
 }
 
 int dmp_tree_freeze(struct dump_tree *t, const struct relive_opts *opts, int dirfd, pid_t root)

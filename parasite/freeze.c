@@ -200,7 +200,8 @@ int psite_freeze(pid_t pid, struct psite_frozen **ret)
 			break;
 	}
 	if (r == 0 && f->nr == 0) {
-		pr_err("pid %d: no live thread to freeze\n", (int)pid);
+		/* The caller decides whether an exited process is an error. */
+		pr_info("pid %d: no live thread to freeze\n", (int)pid);
 		r = -ESRCH;
 	} else if (r > 0) {
 		pr_err("pid %d: task list still growing after %d passes\n", (int)pid, pass);

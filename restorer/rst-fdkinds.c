@@ -359,7 +359,8 @@ static int open_anon(struct rst_child *c, const struct rst_fd *fd)
 	if (!o)
 		return -EIO;
 	snprintf(what, sizeof(what), "fd %u (%s)", fd->fd, a->name);
-	nfd = rst_fdobj_reopen(c, o->fds[0], (int)a->flags, what);
+	/* O_TMPFILE (it holds O_DIRECTORY) only means something at creation. */
+	nfd = rst_fdobj_reopen(c, o->fds[0], (int)(a->flags & ~(uint32_t)O_TMPFILE), what);
 	if (nfd < 0)
 		return nfd;
 	if (lseek(nfd, (off_t)a->pos, SEEK_SET) < 0) {

@@ -4,7 +4,8 @@
  * timerfd and an absolute one, both due 4 s after setup, and a 50 ms
  * periodic one; a signalfd on a blocked real-time signal; a sealed memfd of
  * 200 KiB open twice (read-write at 777, read-only at 5000 through
- * /proc/self/fd); an unlinked file of 50 KiB at offset 1234. The check reads
+ * /proc/self/fd); an unlinked file of 50 KiB at offset 1234; an O_TMPFILE file of 30 KiB
+ * (never named) at offset 4321, mode 0600. The check reads
  * each state back and makes each object act: the timers must fire, never
  * early, the absolute one at its very deadline; the signal must
  * arrive through the signalfd, writes must be seen through both memfd fds
@@ -35,9 +36,11 @@
 #define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 #define GONE_SIZE (50 * 1024)
 #define GONE_POS 1234
+#define TMPF_SIZE (30 * 1024)
+#define TMPF_POS 4321
 
 static int ev = -1, ev_sem = -1, t_rel = -1, t_abs = -1, t_per = -1, sfd = -1;
-static int mfd = -1, mfd_ro = -1, gone = -1;
+static int mfd = -1, mfd_ro = -1, gone = -1, tmpf = -1;
 static int64_t t0_ns;
 static char gone_path[PATH_MAX];
 
@@ -160,6 +163,15 @@ static int fdkinds_setup(struct victim_ctx *ctx, char *err, size_t len)
 		return -1;
 	if (unlink(gone_path) || lseek(gone, GONE_POS, SEEK_SET) != GONE_POS)
 		return victim_fail(err, len, "unlink/lseek %s: %s", gone_path, strerror(errno));
+
+	/* O_TMPFILE: never had a name; it must come back nameless, with its content. */
+	tmpf = open(ctx->workdir, O_TMPFILE | O_RDWR, 0600);
+	if (tmpf < 0)
+		return victim_fail(err, len, "O_TMPFILE in %s: %s", ctx->workdir, strerror(errno));
+	if (fill(tmpf, TMPF_SIZE, 9, err, len))
+		return -1;
+	if (lseek(tmpf, TMPF_POS, SEEK_SET) != TMPF_POS)
+		return victim_fail(err, len, "lseek of the O_TMPFILE: %s", strerror(errno));
 	return 0;
 }
 
@@ -299,11 +311,30 @@ static int check_unlinked(char *err, size_t len)
 	return same_content(gone, "unlinked file", GONE_SIZE, 8, err, len);
 }
 
+static int check_tmpfile(char *err, size_t len)
+{
+	char link[PATH_MAX] = "", path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", tmpf);
+	if (readlink(path, link, sizeof(link) - 1) < 0)
+		return victim_fail(err, len, "readlink %s: %s", path, strerror(errno));
+	if (fstat(tmpf, &st) || st.st_nlink != 0 || st.st_size != TMPF_SIZE ||
+	    (st.st_mode & 0777) != 0600)
+		return victim_fail(err, len, "O_TMPFILE '%s': nlink %lu, size %lld, mode %o", link,
+				   (unsigned long)st.st_nlink, (long long)st.st_size,
+				   st.st_mode & 0777);
+	if (lseek(tmpf, 0, SEEK_CUR) != TMPF_POS)
+		return victim_fail(err, len, "O_TMPFILE: offset %lld, expected %d",
+				   (long long)lseek(tmpf, 0, SEEK_CUR), TMPF_POS);
+	return same_content(tmpf, "O_TMPFILE", TMPF_SIZE, 9, err, len);
+}
+
 static int fdkinds_check(struct victim_ctx *ctx, char *err, size_t len)
 {
 	(void)ctx;
 	if (check_eventfds(err, len) || check_signalfd(err, len) || check_memfd(err, len) ||
-	    check_unlinked(err, len))
+	    check_unlinked(err, len) || check_tmpfile(err, len))
 		return -1;
 	return check_timers(err, len);
 }

@@ -16,6 +16,10 @@
  * threads as fast as it can (4 at a time, each adding to a shared sum), so a
  * freeze always races with threads being born and dying; the check makes
  * sure the sum matches and that creating and joining still works.
+ *
+ * victim-proc-churn (-DPROCS_CHURN): the same with child processes forked,
+ * adding to a sum in shared memory, exiting and being reaped, so a freeze
+ * races with children being born, exiting and turning into zombies.
  */
 #include "victim.h"
 
@@ -313,11 +317,21 @@ static const struct victim_part part_threads = {
 const struct victim_part *const victim_parts[] = { &part_threads, NULL };
 #endif
 
-#ifdef THREADS_CHURN
+#if defined(THREADS_CHURN) || defined(PROCS_CHURN)
 #define CHURN_WIDTH 4
 #define CHURN_ADDS 100
 
-static volatile uint64_t churn_sum;
+#ifdef THREADS_CHURN
+#define CHURN_NAME "thread-churn"
+static volatile uint64_t churn_sum_local;
+static volatile uint64_t *churn_sum_p = &churn_sum_local;
+#else
+#define CHURN_NAME "proc-churn"
+#include <sys/wait.h>
+/* MAP_SHARED: the children add to the same sum. */
+static volatile uint64_t *churn_sum_p;
+#endif
+#define churn_sum (*churn_sum_p)
 
 static void *churn_main(void *arg)
 {
@@ -331,6 +345,37 @@ static void *churn_main(void *arg)
 	return NULL;
 }
 
+#ifdef PROCS_CHURN
+static int churn_once(char *err, size_t len)
+{
+	pid_t pids[CHURN_WIDTH];
+	int st;
+
+	for (int i = 0; i < CHURN_WIDTH; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			return victim_fail(err, len, "fork: %s", strerror(errno));
+		if (pids[i] == 0) {
+			churn_main(NULL);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < CHURN_WIDTH; i++) {
+		pid_t got;
+
+		/* The check signal (no SA_RESTART) may land in the wait. */
+		while ((got = waitpid(pids[i], &st, 0)) < 0 && errno == EINTR)
+			;
+		if (got != pids[i])
+			return victim_fail(err, len, "waitpid %d: %s", (int)pids[i],
+					   strerror(errno));
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			return victim_fail(err, len, "child %d ended with status %#x", (int)pids[i],
+					   st);
+	}
+	return 0;
+}
+#else
 static int churn_once(char *err, size_t len)
 {
 	pthread_t pt[CHURN_WIDTH];
@@ -348,10 +393,18 @@ static int churn_once(char *err, size_t len)
 	}
 	return 0;
 }
+#endif
 
 static int churn_setup(struct victim_ctx *ctx, char *err, size_t len)
 {
 	(void)ctx;
+#ifdef PROCS_CHURN
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return victim_fail(err, len, "mmap of the shared sum: %s", strerror(errno));
+	churn_sum_p = m;
+#endif
 	return churn_once(err, len);
 }
 
@@ -379,7 +432,7 @@ static int churn_check(struct victim_ctx *ctx, char *err, size_t len)
 }
 
 static const struct victim_part part_churn = {
-	.name = "thread-churn",
+	.name = CHURN_NAME,
 	.setup = churn_setup,
 	.check = churn_check,
 	.run = churn_run,
