@@ -75,6 +75,19 @@ int util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 int util_read_full(int fd, void *buf, size_t len);
 int util_write_full(int fd, const void *buf, size_t len);
 
+/*
+ * One message of LEN bytes on the unix socket SOCK, with descriptor FD
+ * attached by SCM_RIGHTS (none if FD < 0). 0, -EIO on a short send, or -errno.
+ */
+int util_send_fd(int sock, const void *buf, size_t len, int fd);
+/*
+ * One message into BUF (at most LEN bytes) with recvmsg FLAGS, the
+ * descriptors that came with it in FDS (at most MAX, close-on-exec; *NR of
+ * them). Returns the byte count, -EPROTO if the message or its descriptors
+ * were cut (those received are closed), or -errno.
+ */
+ssize_t util_recv_fds(int sock, void *buf, size_t len, int flags, int *fds, int max, int *nr);
+
 /* Read a whole small file (/proc) into a NUL-terminated malloc'ed buffer. */
 int util_read_file(int dirfd, const char *path, char **ret_buf, size_t *ret_len);
 

@@ -359,7 +359,7 @@ static int hand_to(struct lp_guard *g, int fd, pid_t peer, uint64_t deadline_us)
 		rec[1] = LP_TAKEOVER_VERSION;
 		rec[2] = (uint32_t)s->pid;
 		rec[3] = 0;
-		if (lp_send_fd(fd, rec, sizeof(rec), s->uffd))
+		if (util_send_fd(fd, rec, sizeof(rec), s->uffd))
 			return -errno;
 		count++;
 	}
@@ -367,7 +367,7 @@ static int hand_to(struct lp_guard *g, int fd, pid_t peer, uint64_t deadline_us)
 	rec[1] = LP_TAKEOVER_VERSION;
 	rec[2] = 0;
 	rec[3] = count;
-	if (lp_send_fd(fd, rec, sizeof(rec), -1))
+	if (util_send_fd(fd, rec, sizeof(rec), -1))
 		return -errno;
 	if (poll_until(fd, MIN(deadline_us, util_now_us() + 10000000ULL)) <= 0 ||
 	    recv(fd, &ack, 1, MSG_DONTWAIT) != 1 || ack != 'K') {

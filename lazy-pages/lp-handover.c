@@ -160,29 +160,20 @@ static uint32_t get32(const uint8_t *p)
 /* The hello with its uffd. 0: answered 'A'; -errno: close. */
 static int recv_hello(struct lp_ctx *ctx, struct lp_hand *h)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr align;
-	} cm;
 	uint8_t msg[16];
-	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
 	int fds[8], nr_fds = 0, uffd = -1, ret = 0;
 	uint32_t magic, version, pid, reserved;
 	struct lp_proc *p = NULL;
 	ssize_t n;
 
-	n = recvmsg(h->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0)
-		return errno == EAGAIN ? -EAGAIN : -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && nr_fds < 8; i++)
-			memcpy(&fds[nr_fds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	n = util_recv_fds(h->fd, msg, sizeof(msg), MSG_DONTWAIT, fds, 8, &nr_fds);
+	if (n == -EPROTO) {
+		pr_err("handover from pid %u: hello or its descriptors cut short\n", h->peer_pid);
+		return -EPROTO;
 	}
-	if (n != (ssize_t)sizeof(msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+	if (n < 0)
+		return (int)n;
+	if (n != (ssize_t)sizeof(msg)) {
 		pr_err("handover from pid %u: %zd-byte hello (expected 16)\n", h->peer_pid, n);
 		ret = -EPROTO;
 		goto out;

@@ -32,51 +32,15 @@
 #define PM_SWAPPED (1ULL << 62)
 #define PM_BATCH 512U
 
-int lp_send_fd(int sock, const void *buf, size_t len, int fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cm;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = sizeof(cm.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
-}
-
 /* One record and its descriptor (-1 if none); 0 or -errno. */
 static int recv_rec(int sock, uint32_t rec[4], int *ret_fd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} cm;
-	struct iovec iov = { .iov_base = rec, .iov_len = 4 * sizeof(uint32_t) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
 	int fds[4], nr = 0;
-	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	ssize_t n = util_recv_fds(sock, rec, 4 * sizeof(uint32_t), 0, fds, 4, &nr);
 
 	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && nr < 4;
-			     i++)
-				memcpy(&fds[nr++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-	if (n != 4 * sizeof(uint32_t) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nr > 1 ||
+		return (int)n;
+	if (n != 4 * sizeof(uint32_t) || nr > 1 ||
 	    rec[0] != LP_TAKEOVER_MAGIC || rec[1] != LP_TAKEOVER_VERSION) {
 		for (int i = 0; i < nr; i++)
 			close(fds[i]);

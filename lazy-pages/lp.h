@@ -220,8 +220,6 @@ unsigned int lp_takeover_wait_s(const struct relive_opts *opts);
 /* lp-takeover.c: at start, take over the uffds a dead daemon's guard holds.
  * 1: taken over (no restore will come); 0: no guard waits; -errno. */
 int lp_takeover_try(struct lp_ctx *ctx);
-/* One message of len bytes, with fd attached unless it is -1; 0 or -1 with errno. */
-int lp_send_fd(int sock, const void *buf, size_t len, int fd);
 
 /* lp-conn.c */
 int lp_conn_init(struct lp_ctx *ctx, struct lp_conn *c, int chan);

@@ -189,31 +189,12 @@ static int send_hello(struct rst_child *c)
 		.version = RST_LAZY_VERSION,
 		.pid = c->task->pid,
 	};
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cm = { 0 };
-	struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cm.buf,
-		.msg_controllen = sizeof(cm.buf),
-	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&mh);
-	ssize_t n;
+	int r = util_send_fd(c->lazy_sock, &h, sizeof(h), c->uffd);
 
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &c->uffd, sizeof(int));
-	do
-		n = sendmsg(c->lazy_sock, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(h)) {
+	if (r) {
 		rst_child_fail(c, "sending the userfaultfd of pid %u to the lazy-pages daemon: %s",
-			       c->task->pid, n < 0 ? strerror(errno) : "short write");
-		return n < 0 ? -errno : -EIO;
+			       c->task->pid, r == -EIO ? "short write" : strerror(-r));
+		return r;
 	}
 	return 0;
 }
