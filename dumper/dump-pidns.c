@@ -5,10 +5,15 @@
  * the images must carry those, not the host's. The dump works with host
  * PIDs throughout (ptrace, /proc); once every image is written, the map
  * host -> namespace pid (NSpid of every thread) renames the per-process
- * images and rewrites the PIDs inside pstree, core and task entries and the
- * pagemap head. `restore --pidns` then makes the root pid 1 of a new
- * namespace again (restorer/rst-pidns.c). A root that is in another pid
- * namespace but not its init is dumped with host PIDs, as before.
+ * images and rewrites the PIDs inside pstree, core and task entries, the
+ * pagemap head, the target thread of SIGEV_THREAD_ID POSIX timers (read in
+ * the host's /proc/PID/timers) and the owner of file locks (file-locks.img).
+ * The si_pid of queued signals is left alone: the kernel stores it as the
+ * receiver's namespace sees the sender (0 for a sender outside it), and
+ * PTRACE_PEEKSIGINFO gives it back unchanged. `restore --pidns` then makes
+ * the root pid 1 of a new namespace again (restorer/rst-pidns.c). A root
+ * that is in another pid namespace but not its init is dumped with host
+ * PIDs, as before.
  */
 #include "dump-pidns.h"
 
@@ -212,6 +217,18 @@ static int write_msgs(int dirfd, enum img_kind kind, uint32_t id, ProtobufCMessa
 	return r;
 }
 
+/* The process's pid, and the thread a SIGEV_THREAD_ID timer signals (a thread of it). */
+static void fix_task(TaskEntry *te, const struct dmp_pidmap *m)
+{
+	te->pid = dmp_pidns_ns(m, te->pid);
+	for (size_t k = 0; k < te->n_posix_timers; k++) {
+		PosixTimerEntry *pt = te->posix_timers[k];
+
+		if (pt->has_notify_tid)
+			pt->notify_tid = (int32_t)dmp_pidns_ns(m, (uint32_t)pt->notify_tid);
+	}
+}
+
 /* Read every message of the image at OLD (a name in DIRFD), fix them, write KIND/ID. */
 static int rewrite(int dirfd, const char *old, enum img_kind kind, uint32_t id,
 		   const struct dmp_pidmap *m)
@@ -232,7 +249,7 @@ static int rewrite(int dirfd, const char *old, enum img_kind kind, uint32_t id,
 		if (kind == IMG_CORE)
 			((CoreEntry *)msgs[i])->tid = dmp_pidns_ns(m, ((CoreEntry *)msgs[i])->tid);
 		else if (kind == IMG_TASK)
-			((TaskEntry *)msgs[i])->pid = dmp_pidns_ns(m, ((TaskEntry *)msgs[i])->pid);
+			fix_task((TaskEntry *)msgs[i], m);
 		else if (kind == IMG_PAGEMAP && i == 0)
 			((PagemapHead *)msgs[i])->pages_id = id;
 	}
@@ -263,30 +280,38 @@ static int finish_one(int dirfd, enum img_kind kind, uint32_t host, const struct
 	return 0;
 }
 
-static int fix_pstree(int dirfd, const struct dmp_pidmap *m)
+static void fix_pstree(PstreeEntry *pe, const struct dmp_pidmap *m)
+{
+	/* The root's parent, a group or a session outside the namespace: 0 there. */
+	pe->pid = dmp_pidns_ns(m, pe->pid);
+	pe->ppid = dmp_pidns_ns(m, pe->ppid);
+	pe->pgid = dmp_pidns_ns(m, pe->pgid);
+	pe->sid = dmp_pidns_ns(m, pe->sid);
+	for (size_t k = 0; k < pe->n_threads; k++)
+		pe->threads[k] = dmp_pidns_ns(m, pe->threads[k]);
+}
+
+/* A one-per-dump image (pstree.img, file-locks.img): its pids, rewritten in place. */
+static int fix_global(int dirfd, enum img_kind kind, const struct dmp_pidmap *m)
 {
 	ProtobufCMessage **msgs = NULL;
 	size_t nr = 0;
 	struct img img;
 	int r;
 
-	r = img_open(&img, dirfd, IMG_PSTREE, 0, IMG_READ);
+	r = img_open(&img, dirfd, kind, 0, IMG_READ);
 	if (r)
 		pr_err("%s\n", img.err);
 	else
 		r = read_msgs(&img, &msgs, &nr);
 	for (size_t i = 0; !r && i < nr; i++) {
-		PstreeEntry *pe = (PstreeEntry *)msgs[i];
-
-		/* The root's parent, a group or a session outside the namespace: 0 there. */
-		pe->pid = dmp_pidns_ns(m, pe->pid);
-		pe->ppid = dmp_pidns_ns(m, pe->ppid);
-		pe->pgid = dmp_pidns_ns(m, pe->pgid);
-		pe->sid = dmp_pidns_ns(m, pe->sid);
-		for (size_t k = 0; k < pe->n_threads; k++)
-			pe->threads[k] = dmp_pidns_ns(m, pe->threads[k]);
+		if (kind == IMG_PSTREE)
+			fix_pstree((PstreeEntry *)msgs[i], m);
+		else if (kind == IMG_FILE_LOCKS) /* POSIX locks are the process's own */
+			((FileLockEntry *)msgs[i])->pid =
+				dmp_pidns_ns(m, ((FileLockEntry *)msgs[i])->pid);
 	}
-	return write_msgs(dirfd, IMG_PSTREE, 0, msgs, nr, r);
+	return write_msgs(dirfd, kind, 0, msgs, nr, r);
 }
 
 int dmp_pidns_rewrite(struct dump_tree *t, const struct dmp_pidmap *m)
@@ -310,6 +335,26 @@ int dmp_pidns_rewrite(struct dump_tree *t, const struct dmp_pidmap *m)
 		for (size_t k = 0; !r && k < ARRAY_SIZE(per_pid); k++)
 			r = finish_one(dirfd, per_pid[k], m->host[i], m);
 	if (!r)
-		r = fix_pstree(dirfd, m);
+		r = fix_global(dirfd, IMG_PSTREE, m);
+	if (!r)
+		r = fix_global(dirfd, IMG_FILE_LOCKS, m);
+	return r;
+}
+
+int dmp_pidns_image_pid(pid_t root, pid_t host, uint32_t *ret)
+{
+	uint32_t self_last, root_last, last;
+	size_t self_levels, root_levels, levels;
+	int r;
+
+	*ret = (uint32_t)host;
+	r = read_nspid(getpid(), getpid(), &self_last, &self_levels);
+	if (!r)
+		r = read_nspid(root, root, &root_last, &root_levels);
+	if (r || root_levels == self_levels || root_last != 1)
+		return r;
+	r = read_nspid(host, host, &last, &levels);
+	if (!r)
+		*ret = levels == root_levels ? last : 0;
 	return r;
 }

@@ -21,5 +21,11 @@ uint32_t dmp_pidns_ns(const struct dmp_pidmap *m, uint32_t host);
 /* Rename and rewrite the images (after pstree.img, before the inventory). */
 int dmp_pidns_rewrite(struct dump_tree *t, const struct dmp_pidmap *m);
 void dmp_pidns_fini(struct dmp_pidmap *m);
+/*
+ * The pid HOST has in the images of the tree of ROOT (its namespace pid when
+ * ROOT is a pid namespace's init, as dmp_pidns_map decides; 0 if it is in
+ * another namespace), for images written before the rewrite (files.img).
+ */
+int dmp_pidns_image_pid(pid_t root, pid_t host, uint32_t *ret);
 
 #endif

@@ -45,7 +45,8 @@ enum lp_slot_state { SLOT_ACTIVE = 1, SLOT_COMPLETE, SLOT_GONE };
 enum lp_tab_state { TAB_RUNNING = 0, TAB_STOP };
 
 struct lp_guard_slot {
-	int32_t pid; /* 0: a forked child not identified yet */
+	int32_t pid; /* as we see it; 0: a forked child not identified yet */
+	int32_t image_pid; /* in pstree.img (another under restore --pidns); 0: forked */
 	int32_t pidfd; /* the guard's own; -1 while the pid is unknown */
 	int32_t parent; /* slot it forked from, -1 */
 	uint32_t state; /* enum lp_slot_state */
@@ -340,9 +341,9 @@ static int poll_until(int fd, uint64_t deadline_us)
 }
 
 /*
- * Send the successor one record {magic, version, pid, 0} with the uffd per
- * takeable process, then {magic, version, 0, count}; it answers 'K' once it
- * guards them itself. 0 on 'K', -errno otherwise (we keep waiting).
+ * Send the successor one record {magic, version, pid, image pid} with the
+ * uffd per takeable process, then {magic, version, 0, count}; it answers 'K'
+ * once it guards them itself. 0 on 'K', -errno otherwise (we keep waiting).
  */
 static int hand_to(struct lp_guard *g, int fd, pid_t peer, uint64_t deadline_us)
 {
@@ -358,7 +359,7 @@ static int hand_to(struct lp_guard *g, int fd, pid_t peer, uint64_t deadline_us)
 		rec[0] = LP_TAKEOVER_MAGIC;
 		rec[1] = LP_TAKEOVER_VERSION;
 		rec[2] = (uint32_t)s->pid;
-		rec[3] = 0;
+		rec[3] = (uint32_t)s->image_pid;
 		if (util_send_fd(fd, rec, sizeof(rec), s->uffd))
 			return -errno;
 		count++;
@@ -518,6 +519,7 @@ static int new_slot(struct lp_guard *g, struct lp_proc *p, pid_t pid, int parent
 	}
 	s = &t->slot[i];
 	s->pid = pid;
+	s->image_pid = (int32_t)p->pid;
 	s->pidfd = pid > 0 ? pidfd_open(pid) : -1;
 	s->parent = parent;
 	s->missing = p->mm.nr_missing + p->mm.nr_inflight;

@@ -4,9 +4,11 @@
  * the uffds of the processes it could re-learn and waits on
  * DIR/lazy-takeover.sock (lp-guard.c). A restarted `relive lazy-pages` on the
  * same images connects there first: it checks the guard's credentials,
- * receives {magic "RLTK", version, pid, 0} + uffd per process and a closing
- * {magic, version, 0, count}, guards every uffd itself, re-learns which lazy
- * pages are already in from /proc/PID/pagemap (a registered page that is
+ * receives {magic "RLTK", version, pid, image pid} + uffd per process and a
+ * closing {magic, version, 0, count}, guards every uffd itself, re-learns
+ * which lazy pages are already in from /proc/PID/pagemap (PID as the guard
+ * sees it: under `restore --pidns` the image pid is the one inside the
+ * restored namespace, another process or none here; a registered page that is
  * present or swapped was installed; one that is not was never installed,
  * since its faults come to us), wakes every thread that sleeps on a fault
  * the dead daemon had read (they fault again, and the fault comes to us),
@@ -51,13 +53,13 @@ static int recv_rec(int sock, uint32_t rec[4], int *ret_fd)
 }
 
 /* Installed pages are no longer missing: drop them from p's schedule. */
-static int relearn(struct lp_proc *p)
+static int relearn(struct lp_proc *p, uint32_t pid)
 {
 	char path[64];
 	uint64_t pm[PM_BATCH];
 	_cleanup_close_ int fd = -1;
 
-	snprintf(path, sizeof(path), "/proc/%u/pagemap", p->pid);
+	snprintf(path, sizeof(path), "/proc/%u/pagemap", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		pr_perror("takeover: cannot open %s", path);
@@ -98,16 +100,16 @@ static void wake_all(struct lp_proc *p)
 	}
 }
 
-/* Process one {pid, uffd} from the guard: ours from here on. */
-static int adopt(struct lp_ctx *ctx, uint32_t pid, int uffd)
+/* Process one {pid, image pid, uffd} from the guard: ours from here on. */
+static int adopt(struct lp_ctx *ctx, uint32_t pid, uint32_t image_pid, int uffd)
 {
-	struct lp_proc *p = lp_proc_find(ctx, pid);
+	struct lp_proc *p = lp_proc_find(ctx, image_pid);
 	uint64_t total;
 	int ret;
 
 	if (!p || !p->expected || p->handed) {
-		pr_err("takeover: pid %u is not a lazy process of pstree.img (or came twice)\n",
-		       pid);
+		pr_err("takeover: pid %u (%u in the images) is not a lazy process of pstree.img (or came twice)\n",
+		       pid, image_pid);
 		close(uffd);
 		return -ESRCH;
 	}
@@ -125,10 +127,12 @@ static int adopt(struct lp_ctx *ctx, uint32_t pid, int uffd)
 	p->handed = p->ready = true;
 	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	total = p->mm.nr_missing;
-	ret = relearn(p);
+	ret = relearn(p, pid);
 	if (ret)
 		return ret;
-	pr_info("takeover: pid %u: %llu of %llu lazy pages already in, %llu to bring\n", pid,
+	if (pid != image_pid)
+		pr_info("takeover: pid %u is pid %u of the images\n", pid, image_pid);
+	pr_info("takeover: pid %u: %llu of %llu lazy pages already in, %llu to bring\n", image_pid,
 		(unsigned long long)(total - p->mm.nr_missing), (unsigned long long)total,
 		(unsigned long long)p->mm.nr_missing);
 	ret = lp_uffd_arm(ctx, p);
@@ -155,7 +159,7 @@ static int takeover_recv(struct lp_ctx *ctx, int sock)
 			pr_err("takeover: pid %u came without its uffd\n", rec[2]);
 			return -EPROTO;
 		}
-		ret = adopt(ctx, rec[2], fd);
+		ret = adopt(ctx, rec[2], rec[3], fd);
 		if (ret)
 			return ret;
 		got++;

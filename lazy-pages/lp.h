@@ -210,7 +210,7 @@ void lp_guard_abandon(struct lp_ctx *ctx);
 void lp_guard_stop(struct lp_ctx *ctx);
 #define LP_TAKEOVER_SOCK "lazy-takeover.sock"
 #define LP_TAKEOVER_MAGIC 0x4b544c52U /* "RLTK" */
-#define LP_TAKEOVER_VERSION 1U
+#define LP_TAKEOVER_VERSION 2U /* 2: records carry the image pid too */
 #define LP_TAKEOVER_MAX_WAIT_S 30U
 /* DIR/lazy-takeover.sock, where a dead daemon's guard waits for a successor. */
 int lp_takeover_path(const struct relive_opts *opts, char *buf, size_t len);

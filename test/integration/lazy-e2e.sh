@@ -41,6 +41,10 @@
 #                   with a new session on the source; the same once more
 #                   (the successor killed in turn); the third daemon
 #                   completes the stream, both sides exit 0; the victim PASSes.
+# CASE takeover-pidns: takeover, the restore being `restore --pidns`: the
+#                   victim runs under another host pid than its image pid
+#                   (which is its pid inside the new namespace), and each
+#                   successor must re-learn its pages through the host pid.
 # CASE hostile:    veth + tbf; while the victim (lazy-touch) migrates, hostile
 #                   peers hit the source all at once (E2E_PS_CLIENT: a wrong
 #                   token, garbage, a run longer than the protocol allows, a
@@ -98,6 +102,7 @@ IN_B=()
 SRC_ADDR=127.0.0.1
 BG_PIDS=()
 SRC_PID='' LP_PID=''
+RESTORE_ARGS=()
 
 # Every process whose command line names our directory (victims, their
 # children, keepers, relive) dies; then the veth and the namespaces go.
@@ -243,7 +248,7 @@ restore_lazy() {
 	local dir=$1 rc=0
 	log "${IN_B[*]} relive restore -D $dir --lazy-pages -d"
 	timeout -k 5 "$RELIVE_TIMEOUT" "${IN_B[@]}" "$RELIVE" restore -D "$dir" --lazy-pages -d \
-		-o restore.log -v4 >"$dir.restore.out" 2>&1 || rc=$?
+		"${RESTORE_ARGS[@]}" -o restore.log -v4 >"$dir.restore.out" 2>&1 || rc=$?
 	return "$rc"
 }
 
@@ -270,19 +275,32 @@ dump_source() {
 	wait_gone "$V_PID" 30 || die "pid $V_PID is still held 30 s after the dump"
 }
 
-# The daemon on DST and the restore: the victim runs, its memory still on the source.
+# The daemon on DST and the restore: the victim runs, its memory still on the
+# source, as host pid R_PID (V_PID but with --pidns in RESTORE_ARGS).
 go() {
+	local nspid
 	start_daemon "$DST" "$TMP/lp.out" --stats-json "$TMP/lp-stats.json" --lazy-timeout "$1"
 	if ! restore_lazy "$DST"; then
 		show_failure "$DST.restore.out" "$DST/restore.log" "$TMP/lp.out" \
 			"$DST/lazy-pages.log" "$SRC.dump.out"
 		die "relive restore --lazy-pages failed"
 	fi
-	[[ $(proc_start "$V_PID") != "$V_START" ]] || die "pid $V_PID was not recreated"
-	if [[ -n $NS_B && $(ip netns identify "$V_PID") != "$NS_B" ]]; then
-		die "pid $V_PID runs in network namespace '$(ip netns identify "$V_PID")', not $NS_B"
+	R_PID=$V_PID
+	if [[ " ${RESTORE_ARGS[*]} " == *" --pidns "* ]]; then
+		R_PID=$(tail -1 "$DST.restore.out")
+		[[ $R_PID =~ ^[0-9]+$ ]] || die "restore --pidns printed '$R_PID', not a pid"
+		# Were they equal, /proc/<image pid> would be right by chance.
+		[[ $R_PID != "$V_PID" ]] || die "the restored root has its image pid $V_PID on the host"
+		read -ra nspid <<<"$(awk '$1 == "NSpid:" { $1 = ""; print }' "/proc/$R_PID/status")"
+		[[ ${nspid[-1]} == "$V_PID" && ${#nspid[@]} -ge 2 ]] ||
+			die "pid $R_PID is pid ${nspid[-1]} of its namespace, not $V_PID of a new one"
+	else
+		[[ $(proc_start "$V_PID") != "$V_START" ]] || die "pid $V_PID was not recreated"
 	fi
-	log "pid $V_PID restored; its lazy pages are on their way"
+	if [[ -n $NS_B && $(ip netns identify "$R_PID") != "$NS_B" ]]; then
+		die "pid $R_PID runs in network namespace '$(ip netns identify "$R_PID")', not $NS_B"
+	fi
+	log "pid $V_PID restored (host pid $R_PID); its lazy pages are on their way"
 }
 
 # Both sides exit 0, the summary is there, no keeper is left; the victim PASSes.
@@ -305,8 +323,10 @@ end_ok() {
 		die "cannot read the summary"
 	((BASH_REMATCH[1] + BASH_REMATCH[2] > 0)) || die "the daemon brought no page"
 	[[ -z $(keepers) ]] || die "keeper(s) $(keepers) still run after the session"
-	check_running "$V_PID" "$DST.restore.out" "$V_DIR/victim.log"
-	finish "$V_PID" "$V_NONCE" "$C0"
+	# Under --pidns its parent is the namespace's init, not one of ours.
+	[[ $R_PID != "$V_PID" ]] ||
+		check_running "$V_PID" "$DST.restore.out" "$V_DIR/victim.log"
+	finish "$R_PID" "$V_NONCE" "$C0"
 }
 
 # kill_midstream PID WHAT: kill -9 PID one second into the stream, which must still run.
@@ -449,7 +469,8 @@ kill-daemon)
 		sleep 0.1
 	done
 	;;
-takeover)
+takeover | takeover-pidns)
+	[[ $CASE == takeover-pidns ]] && RESTORE_ARGS=(--pidns)
 	net_up
 	net_slow
 	begin "$@"
@@ -458,7 +479,7 @@ takeover)
 	for round in 1 2; do
 		kill_midstream "$LP_PID" daemon
 		sleep 1
-		[[ $(proc_state "$V_PID") != [ZX] ]] || die "pid $V_PID died with its daemon"
+		[[ $(proc_state "$R_PID") != [ZX] ]] || die "pid $R_PID died with its daemon"
 		[[ ! -e $V_DIR/verdict ]] ||
 			die "the victim ran without its memory: $(cat "$V_DIR/verdict")"
 		mv "$TMP/lp.out" "$TMP/lp-dead$round.out"
@@ -468,8 +489,8 @@ takeover)
 			show_failure "$TMP/lp.out" "$DST/lazy-pages.log" "$TMP/lp-dead$round.out"
 			die "the new daemon did not take over (round $round)"
 		}
-		line=$(grep -m1 "pid $V_PID .* taken over by lazy-pages pid" "$TMP/lp-dead$round.out") ||
-			die "the guard did not hand pid $V_PID over: $(tail -3 "$TMP/lp-dead$round.out")"
+		line=$(grep -m1 "pid $R_PID .* taken over by lazy-pages pid" "$TMP/lp-dead$round.out") ||
+			die "the guard did not hand pid $R_PID over: $(tail -3 "$TMP/lp-dead$round.out")"
 		log "guard: ${line#*: }"
 		log "$(grep -m1 "takeover: pid $V_PID:" "$DST/lazy-pages.log")"
 	done

@@ -17,6 +17,9 @@
 #             dump records the namespace's pids (the root is pid 1 in
 #             pstree.img) and restore --pidns makes it pid 1 of a new
 #             namespace, with the same pids for the whole tree: PASS.
+#             PIDNS_DUMP_ARGS: more arguments of its dump, split on spaces
+#             (--file-locks); victim-ptimers and victim-locks check that
+#             their SIGEV_THREAD_ID timers and lock owners followed.
 #             nsinit-lazy: a lazy dump of it is refused (the death of the
 #             namespace's init would take the keepers of its memory along),
 #             naming the pid, and the tree runs on and PASSes.
@@ -135,7 +138,8 @@ eager)
 	finish "$V_PID" "$V_NONCE" "$c0"
 	;;
 nsinit)
-	dump "$V_PID" "$TMP/img"
+	# shellcheck disable=SC2086 # PIDNS_DUMP_ARGS is split on purpose
+	dump "$V_PID" "$TMP/img" ${PIDNS_DUMP_ARGS:-}
 	wait_gone "$V_PID" 10 || die "pid $V_PID still exists after the dump"
 	[[ $("$RELIVE" show "$TMP/img/pstree.img") == *'"pid": 1, "ppid": 0'* ]] ||
 		die "pstree.img does not have the root as pid 1: $("$RELIVE" show "$TMP/img/pstree.img")"
