@@ -1,7 +1,9 @@
 /*
  * Terminals of a frozen tree. A pty pair held inside the tree (the /dev/ptmx
- * master and /dev/pts/N slave, paired by the pty number) keeps its termios,
- * window size, packet mode, lock and the bytes queued in each direction.
+ * master and /dev/pts/N slave, paired by the pty number, in one process or
+ * split between processes) keeps its termios, window size, packet mode,
+ * lock, the bytes queued in each direction, and the session of the tree
+ * whose controlling terminal it is (with its foreground group).
  * A terminal that is the controlling tty of a session led from outside the
  * tree is the caller's terminal: with --shell-job it is recorded as such
  * (restore gives the fd the restore caller's terminal), without it the dump
@@ -11,6 +13,7 @@
  * from the process, so it is done last and refused with --leave-running.
  */
 #include "dump-fdkinds.h"
+#include "dump-pidns.h"
 
 #include "log.h"
 #include "util.h"
@@ -48,13 +51,13 @@ bool dmp_tty_handles(const struct stat *st)
 					is_pts(d) || major(d) == VT_MAJOR);
 }
 
-/* The controlling tty of pid (0: none), from field 7 of /proc/PID/stat. */
-static int ctty_of(pid_t pid, dev_t *ret)
+/* The parent and the controlling tty (0: none) of PID: fields 4 and 7 of /proc/PID/stat. */
+static int stat_of(pid_t pid, pid_t *ret_ppid, dev_t *ret)
 {
 	_cleanup_free_ char *buf = NULL;
 	char path[64], *rp;
 	unsigned int nr;
-	int r;
+	int ppid, r;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	r = util_read_file(AT_FDCWD, path, &buf, NULL);
@@ -63,10 +66,11 @@ static int ctty_of(pid_t pid, dev_t *ret)
 		return r;
 	}
 	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 1, " %*c %*d %*d %*d %u", &nr) != 1) {
-		pr_err("cannot parse the tty of %s\n", path);
+	if (!rp || sscanf(rp + 1, " %*c %d %*d %*d %u", &ppid, &nr) != 2) {
+		pr_err("cannot parse the parent and tty of %s\n", path);
 		return -EINVAL;
 	}
+	*ret_ppid = ppid;
 	*ret = makedev((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00));
 	return 0;
 }
@@ -96,6 +100,7 @@ int dmp_tty_fill(struct dump_ctx *ctx, int fd, const char *link, const struct st
 {
 	TtyEntry *t = calloc(1, sizeof(*t));
 	dev_t ctty;
+	pid_t ppid;
 	int r;
 
 	if (!t)
@@ -111,7 +116,7 @@ int dmp_tty_fill(struct dump_ctx *ctx, int fd, const char *link, const struct st
 	t->index = major(st->st_rdev) == VT_MAJOR
 			   ? minor(st->st_rdev)
 			   : (major(st->st_rdev) - PTS_MAJOR_FIRST) * 256 + minor(st->st_rdev);
-	r = ctty_of(ctx->pid, &ctty);
+	r = stat_of(ctx->pid, &ppid, &ctty);
 	if (r)
 		return r;
 	/* The terminal of a session whose leader is not this process: the caller's. */
@@ -266,11 +271,13 @@ static int find_end(const struct dump_files *files, uint32_t index, TtyKind kind
 	return -1;
 }
 
-/* Both ends of pty INDEX are held by one process: the restore makes a pair per process. */
-static int check_one_owner(const struct dump_files *files, uint32_t index)
+/* Whether PID holds an end of pty INDEX, and whether several processes hold ends. */
+static void holders(const struct dump_files *files, uint32_t index, pid_t pid, bool *ret_held,
+		    bool *ret_split)
 {
 	pid_t owner = 0;
 
+	*ret_held = *ret_split = false;
 	for (size_t i = 0; i < files->nr_refs; i++) {
 		const struct dmp_fd_ref *ref = &files->refs[i];
 		const FileEntry *f = NULL;
@@ -281,14 +288,79 @@ static int check_one_owner(const struct dump_files *files, uint32_t index)
 		if (!f || f->type != FILE_TYPE__FILE_TTY || f->tty->kind == TTY_KIND__TTY_SHELL ||
 		    f->tty->index != index)
 			continue;
-		if (owner && ref->pid != owner) {
-			pr_err("pty %u is held by pid %d and pid %d (fd %d): a pty shared by "
-			       "several processes of the tree is not supported yet\n",
-			       index, (int)owner, (int)ref->pid, ref->fd);
-			return -ENOTSUP;
-		}
+		*ret_held |= ref->pid == pid;
+		*ret_split |= owner && ref->pid != owner;
 		owner = ref->pid;
 	}
+}
+
+/* Whether PID is ROOT or a descendant of it (the tree); a process gone is not. */
+static int in_tree(pid_t root, pid_t pid, bool *ret)
+{
+	dev_t tty;
+	int r;
+
+	*ret = false;
+	while (pid > 1 && pid != root) {
+		r = stat_of(pid, &pid, &tty);
+		if (r == -ENOENT || r == -ESRCH)
+			return 0;
+		if (r)
+			return r;
+	}
+	*ret = pid == root;
+	return 0;
+}
+
+/*
+ * The session whose controlling terminal pty INDEX is (TIOCGSID on the
+ * master works from outside the session) and its foreground group, into T.
+ * The session leader makes it its terminal again at restore, through an end
+ * it holds or one every process inherits (a pair split between processes).
+ */
+static int dump_session(struct dump_ctx *ctx, int mfd, uint32_t index, const char *what,
+			TtyEntry *t)
+{
+	pid_t sid = 0, pgrp = 0;
+	bool inside, held, split;
+	int r;
+
+	if (ioctl(mfd, TIOCGSID, &sid) < 0) {
+		if (errno == ENOTTY)
+			return 0; /* the terminal of no session */
+		pr_perror("%s: TIOCGSID", what);
+		return -errno;
+	}
+	if (ioctl(mfd, TIOCGPGRP, &pgrp) < 0) {
+		pr_perror("%s: TIOCGPGRP", what);
+		return -errno;
+	}
+	r = in_tree(ctx->pid, sid, &inside);
+	if (r)
+		return r;
+	if (!inside) {
+		pr_warn("%s is the controlling terminal of session %d, led from outside the tree: "
+			"the restored processes do not get it back\n",
+			what, (int)sid);
+		return 0;
+	}
+	holders(&ctx->files, index, sid, &held, &split);
+	if (!held && !split) {
+		pr_err("%s is the controlling terminal of session %d, whose leader holds no end "
+		       "of it while one other process holds them all: not supported\n",
+		       what, (int)sid);
+		return -ENOTSUP;
+	}
+	r = dmp_pidns_image_pid(ctx->pid, sid, &t->ctty_sid);
+	if (r)
+		return r;
+	t->has_ctty_sid = true;
+	/* A group whose leader is gone cannot be named in the images: the leader's then. */
+	if (pgrp > 0 && dmp_pidns_image_pid(ctx->pid, pgrp, &t->ctty_pgrp) == 0 &&
+	    t->ctty_pgrp)
+		t->has_ctty_pgrp = true;
+	pr_debug("%s: controlling terminal of session %u, foreground group %u\n", what,
+		 t->ctty_sid, t->ctty_pgrp);
 	return 0;
 }
 
@@ -303,9 +375,6 @@ static int dump_pair(struct dump_ctx *ctx, uint32_t index, TtyEntry *t)
 	pid_t pid;
 	int fd, n, r;
 
-	r = check_one_owner(files, index);
-	if (r)
-		return r;
 	if (mi < 0) {
 		pr_err("pty %u: the tree holds its slave /dev/pts/%u but not its master: not "
 		       "supported\n",
@@ -317,6 +386,8 @@ static int dump_pair(struct dump_ctx *ctx, uint32_t index, TtyEntry *t)
 		return mfd;
 	snprintf(what, sizeof(what), "pid %d: fd %d (pty master %u)", (int)pid, fd, index);
 	r = read_settings(mfd, what, t);
+	if (!r)
+		r = dump_session(ctx, mfd, index, what, t);
 	if (r)
 		return r;
 	n = queued(mfd, what);

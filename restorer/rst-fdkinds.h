@@ -48,5 +48,7 @@ int rst_unix_open(struct rst_child *c, const struct rst_fd *fd);
 /* rst-tty.c: pty pairs and the caller's terminal (--shell-job). */
 const char *rst_tty_bad(const FileEntry *f);
 int rst_tty_open(struct rst_child *c, const struct rst_fd *fd);
+/* In a session leader, once its fds are in place: its pty becomes its terminal again. */
+int rst_tty_ctty(struct rst_child *c);
 
 #endif

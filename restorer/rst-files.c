@@ -320,6 +320,8 @@ int rst_files_install(struct rst_child *c)
 			return r;
 	}
 	r = rst_epoll_watch_all(c);
+	if (!r)
+		r = rst_tty_ctty(c);
 	if (r)
 		return r;
 	return close_others(c);

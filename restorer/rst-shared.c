@@ -4,8 +4,8 @@
  * or passed) is one file entry; an object behind several descriptions (the
  * two ends of a pipe, a memfd opened twice) may also span processes. Such a
  * description must come back as ONE description in every process (one
- * offset, one pipe), so the root helper creates all of them before it forks
- * anything, holds them above every fd number of the tree, and every helper
+ * offset, one pipe, one pty), so the root helper creates all of them before
+ * it forks anything, holds them above every fd number of the tree, and every helper
  * inherits them and dup3()s its own fds from the holders; close_others()
  * (rst-files.c) drops the holders. The creation is the kind's own
  * (rst_file_open): nothing here depends on the kind but the object key.
@@ -54,6 +54,14 @@ static bool object_key(const FileEntry *f, uint32_t *type, uint64_t *id, const c
 		*type = f->type;
 		*id = MIN(f->unix_sk->ino, f->unix_sk->peer_ino) << 32 |
 		      MAX(f->unix_sk->ino, f->unix_sk->peer_ino);
+		*name = NULL;
+		return true;
+	case FILE_TYPE__FILE_TTY:
+		/* The two ends of a pty pair are made together (rst-tty.c): the pty's key. */
+		if (!f->tty || f->tty->kind == TTY_KIND__TTY_SHELL)
+			return false;
+		*type = f->type;
+		*id = f->tty->index;
 		*name = NULL;
 		return true;
 	default:

@@ -7,8 +7,12 @@
  * the slave without OPOST, input written to the master with no input
  * processing, echo or signals, waited for until the slave holds it all.
  * The master's description is the pair's own; more slave descriptions are
- * reopened. TTY_SHELL (--shell-job) opens /dev/tty: the restore caller's
- * controlling terminal, which the restored root's session now is.
+ * reopened. A pair split between processes is made once by the root helper
+ * (rst-shared.c) and inherited: each process keeps the ends it had. The
+ * leader of the session whose terminal it was makes it its controlling
+ * terminal again (rst_tty_ctty), with its foreground group. TTY_SHELL
+ * (--shell-job) opens /dev/tty: the restore caller's controlling terminal,
+ * which the restored root's session now is.
  */
 #include "rst-fdkinds.h"
 
@@ -229,4 +233,65 @@ int rst_tty_open(struct rst_child *c, const struct rst_fd *fd)
 		return -ENOTSUP;
 	}
 	return rst_fdobj_reopen(c, o->fds[1], (int)t->flags | O_NOCTTY, what);
+}
+
+/* The task of the plan that leads session SID, or NULL. */
+static const struct rst_task *leader_of(const struct rst_plan *p, uint32_t sid)
+{
+	for (size_t i = 0; i < p->nr_tasks; i++)
+		if (p->tasks[i].pid == sid && p->tasks[i].sid == sid)
+			return &p->tasks[i];
+	return NULL;
+}
+
+int rst_tty_ctty(struct rst_child *c)
+{
+	const struct rst_plan *p = c->plan;
+	const struct rst_task *task = c->task;
+
+	for (size_t i = 0; i < p->nr_files; i++) {
+		const TtyEntry *t = p->files[i]->tty;
+
+		/* Once, in the root: a session nobody leads would be skipped silently. */
+		if (task == &p->tasks[0] && p->files[i]->type == FILE_TYPE__FILE_TTY &&
+		    t->has_ctty_sid && !leader_of(p, t->ctty_sid)) {
+			rst_child_fail(c, "pty %u was the controlling terminal of session %u, which "
+				       "no process of the images leads",
+				       t->index, t->ctty_sid);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < p->nr_files; i++) {
+		const FileEntry *f = p->files[i];
+		const TtyEntry *t = f->tty;
+		struct rst_fdobj *o;
+		pid_t pgrp;
+
+		if (f->type != FILE_TYPE__FILE_TTY || t->kind == TTY_KIND__TTY_SHELL || !t->has_cc ||
+		    !t->has_ctty_sid || t->ctty_sid != task->pid)
+			continue;
+		/* Its own pair, or one the root helper made for the tree (inherited). */
+		o = rst_fdobj_find(FILE_TYPE__FILE_TTY, t->index, NULL);
+		if (!o || o->fds[1] < 0) {
+			rst_child_fail(c, "pty %u was the controlling terminal of session %u, but no "
+				       "end of it reached the session's leader",
+				       t->index, t->ctty_sid);
+			return -ENOENT;
+		}
+		if (task->sid != task->pid || ioctl(o->fds[1], TIOCSCTTY, 0) < 0) {
+			rst_child_fail(c, "pty %u: cannot make it the controlling terminal of session "
+				       "%u again: %s",
+				       t->index, t->ctty_sid,
+				       task->sid != task->pid ? "not a session leader"
+							      : strerror(errno));
+			return -EPERM;
+		}
+		pgrp = t->has_ctty_pgrp ? (pid_t)t->ctty_pgrp : (pid_t)task->pid;
+		if (pgrp != (pid_t)task->pid && tcsetpgrp(o->fds[1], pgrp) < 0) {
+			rst_child_fail(c, "pty %u: cannot make group %d its foreground group: %s",
+				       t->index, (int)pgrp, strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
 }

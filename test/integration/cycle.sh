@@ -13,6 +13,10 @@
 #                     running and counting throughout, with the same mappings
 #                     and descriptors at the end -> its PASS -> restore of
 #                     the last images -> the restored process's PASS too.
+# CASE refused-child: dump of the victim's (only) child alone must fail,
+#                     naming each word of CYCLE_REFUSED (split on spaces) ->
+#                     no inventory.img -> the original runs on (the child
+#                     too: the victim's check involves it) -> its PASS.
 #
 # CYCLE_DUMP_ARGS: more arguments of the dumps of restore, twice and
 # leave-running (e.g. --file-locks).
@@ -68,6 +72,23 @@ leave-running)
 	c2=$(victim_counter "$V_PID" "$V_ADDR")
 	((c2 > c1)) || die "pid $V_PID stopped counting after dump --leave-running ($c1 -> $c2)"
 	[[ -n $(ls -A "$TMP/img") ]] || die "dump --leave-running wrote nothing to $TMP/img"
+	finish "$V_PID" "$V_NONCE" "$c0"
+	;;
+refused-child)
+	c0=$(victim_counter "$V_PID" "$V_ADDR")
+	kid=$(cat "/proc/$V_PID/task/$V_PID/children")
+	[[ $kid =~ ^[0-9]+\ ?$ ]] || die "pid $V_PID has not exactly one child: '$kid'"
+	kid=${kid% }
+	mkdir -p "$TMP/img"
+	rc=0
+	run_relive "$TMP/dump.out" dump -t "$kid" -D "$TMP/img" -v4 || rc=$?
+	# shellcheck disable=SC2086  # CYCLE_REFUSED: the words, split on spaces
+	expect_failure "$TMP/dump.out" "$rc" "$kid" ${CYCLE_REFUSED:-}
+	[[ ! -e $TMP/img/inventory.img ]] || die "a refused dump wrote inventory.img"
+	st=$(proc_state "$kid") || die "child $kid is gone after the refused dump"
+	[[ $st == [RS] && $(status_field "$kid" TracerPid) == 0 ]] ||
+		die "child $kid is in state $st, traced by $(status_field "$kid" TracerPid)"
+	check_running "$V_PID" "$TMP/dump.out" "$V_DIR/victim.log"
 	finish "$V_PID" "$V_NONCE" "$c0"
 	;;
 leave-running-100)

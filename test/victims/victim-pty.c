@@ -10,17 +10,34 @@
  * then both directions still work ("ping\r" -> "ping\n", "pong\n" ->
  * "pong\r\n"). The slave's number may change; it is logged.
  * Plus the memory part, so a lazy migration has pages to fetch.
+ *
+ * Built with -DPTY_SPLIT (victim-pty-split): the pair split between two
+ * processes, as an expect-like tool drives a program. The root keeps only
+ * the master; a child keeps only the slave, in a session of its own whose
+ * controlling terminal the slave is. The child wrote "out-before\n" and the
+ * root "in-line\r" before the dump. The check: the root finds the settings
+ * (through the master) and the queued output, and has no slave; on SIGUSR1
+ * the child finds no master, the slave still its controlling terminal (its
+ * session's, its group in the foreground, its tty in /proc/self/stat), reads
+ * the queued line, answers "pong\n", reads the root's "ping\r" as "ping\n"
+ * and exits 0; the root reads "pong\r\n" and wants that exit status.
  */
 #include "victim.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FD_M 30
@@ -30,6 +47,14 @@ extern const struct victim_part victim_part_mem;
 
 static const char OUT_BEFORE[] = "out-before\n", OUT_SEEN[] = "out-before\r\n";
 static const char IN_BEFORE[] = "in-line\r", IN_SEEN[] = "in-line\n";
+
+#ifdef PTY_SPLIT
+static const bool split = true;
+#else
+static const bool split = false;
+#endif
+static pid_t child; /* split: the process holding the slave */
+static volatile sig_atomic_t child_go;
 
 static void want_termios(struct termios *t)
 {
@@ -43,6 +68,158 @@ static void want_termios(struct termios *t)
 	t->c_cc[VEOF] = 0x04;
 	t->c_cc[VMIN] = 1;
 	cfsetspeed(t, B9600);
+}
+
+static int expect_master(const char *want, char *err, size_t len);
+static int expect_slave(const char *want, char *err, size_t len);
+static int check_settings(char *err, size_t len);
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	child_go = 1;
+}
+
+/* The child's check: its terminal, the queued line, one exchange each way. */
+static int child_check(char *err, size_t len)
+{
+	unsigned int nr = 0;
+	struct stat st;
+	FILE *f;
+
+	if (fcntl(FD_M, F_GETFD) >= 0 || errno != EBADF)
+		return victim_fail(err, len, "the child holds fd %d: the master came back here",
+				   FD_M);
+	if (tcgetsid(FD_S) != getpid() || tcgetpgrp(FD_S) != getpid())
+		return victim_fail(err, len, "the slave is not the controlling terminal of its "
+				   "session %d (tcgetsid %d, foreground %d): %s", (int)getpid(),
+				   (int)tcgetsid(FD_S), (int)tcgetpgrp(FD_S), strerror(errno));
+	/* The kernel's word: field 7 of /proc/self/stat is the controlling tty. */
+	f = fopen("/proc/self/stat", "re");
+	if (!f || fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %u", &nr) != 1 || fstat(FD_S, &st))
+		return victim_fail(err, len, "/proc/self/stat: %s", strerror(errno));
+	fclose(f);
+	if (major(st.st_rdev) != ((nr >> 8) & 0xfff) ||
+	    minor(st.st_rdev) != ((nr & 0xff) | ((nr >> 12) & 0xfff00)))
+		return victim_fail(err, len, "its controlling tty is %u:%u, not the slave %u:%u",
+				   (nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00),
+				   major(st.st_rdev), minor(st.st_rdev));
+	if (expect_slave(IN_SEEN, err, len))
+		return -1;
+	if (write(FD_S, "pong\n", 5) != 5)
+		return victim_fail(err, len, "write to slave: %s", strerror(errno));
+	return expect_slave("ping\n", err, len);
+}
+
+static __attribute__((noreturn)) void child_main(pid_t parent, int ready)
+{
+	char err[256] = "";
+	int code = 0;
+
+	close(FD_M);
+	if (setsid() < 0 || ioctl(FD_S, TIOCSCTTY, 0) ||
+	    write(FD_S, OUT_BEFORE, strlen(OUT_BEFORE)) != (ssize_t)strlen(OUT_BEFORE)) {
+		fprintf(stderr, "victim-pty child: setup: %s\n", strerror(errno));
+		_exit(1);
+	}
+	if (write(ready, "r", 1) != 1)
+		_exit(1);
+	close(ready);
+	/* Until the root's check; a child whose parent is gone (a failed test) exits. */
+	while (!child_go) {
+		if (getppid() != parent)
+			_exit(2);
+		nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
+	}
+	if (child_check(err, sizeof(err))) {
+		fprintf(stderr, "victim-pty child (pid %d): %s\n", (int)getpid(), err);
+		code = 1;
+	}
+	_exit(code);
+}
+
+/* Split: fork the child that keeps the slave; the root keeps the master only. */
+static int start_child(char *err, size_t len)
+{
+	struct pollfd p;
+	pid_t parent = getpid();
+	int rp[2];
+	char b;
+
+	signal(SIGUSR1, on_usr1);
+	if (pipe2(rp, O_CLOEXEC))
+		return victim_fail(err, len, "pipe2: %s", strerror(errno));
+	child = fork();
+	if (child < 0)
+		return victim_fail(err, len, "fork: %s", strerror(errno));
+	if (child == 0) {
+		close(rp[0]);
+		child_main(parent, rp[1]);
+	}
+	close(rp[1]);
+	close(FD_S);
+	p = (struct pollfd){ .fd = rp[0], .events = POLLIN };
+	if (poll(&p, 1, 5000) != 1 || read(rp[0], &b, 1) != 1) {
+		close(rp[0]);
+		return victim_fail(err, len, "the child (pid %d) did not set its terminal up",
+				   (int)child);
+	}
+	close(rp[0]);
+	return 0;
+}
+
+/* The child's exit status within 10 s (killed after that). */
+static int wait_child(char *err, size_t len)
+{
+	int st = 0;
+
+	for (int ms = 0; ms < 10000; ms += 10) {
+		pid_t w = waitpid(child, &st, WNOHANG);
+
+		if (w == child) {
+			if (!WIFEXITED(st) || WEXITSTATUS(st))
+				return victim_fail(err, len, "the child (pid %d) failed its check "
+						   "(wait status %#x; its reason is in the log)",
+						   (int)child, st);
+			return 0;
+		}
+		if (w < 0)
+			return victim_fail(err, len, "waitpid %d: %s", (int)child,
+					   strerror(errno));
+		usleep(10000);
+	}
+	kill(child, SIGKILL);
+	waitpid(child, &st, 0);
+	return victim_fail(err, len, "the child (pid %d) did not finish its check in 10 s",
+			   (int)child);
+}
+
+static int split_exchange(char *err, size_t len)
+{
+	if (fcntl(FD_S, F_GETFD) >= 0 || errno != EBADF)
+		return victim_fail(err, len, "the root holds fd %d: the slave came back here",
+				   FD_S);
+	if (check_settings(err, len) || expect_master(OUT_SEEN, err, len))
+		return -1;
+	if (kill(child, SIGUSR1))
+		return victim_fail(err, len, "kill child %d: %s", (int)child, strerror(errno));
+	if (expect_master("pong\r\n", err, len))
+		return -1;
+	if (write(FD_M, "ping\r", 5) != 5)
+		return victim_fail(err, len, "write to master: %s", strerror(errno));
+	return 0;
+}
+
+static int split_check(char *err, size_t len)
+{
+	int st;
+
+	if (split_exchange(err, len)) {
+		kill(child, SIGKILL);
+		waitpid(child, &st, 0);
+		return -1;
+	}
+	return wait_child(err, len);
 }
 
 static int pty_setup(struct victim_ctx *ctx, char *err, size_t len)
@@ -63,10 +240,12 @@ static int pty_setup(struct victim_ctx *ctx, char *err, size_t len)
 	if (tcsetattr(FD_S, TCSANOW, &t) || ioctl(FD_M, TIOCSWINSZ, &ws) ||
 	    ioctl(FD_M, TIOCPKT, &one))
 		return victim_fail(err, len, "pty settings: %s", strerror(errno));
-	if (write(FD_S, OUT_BEFORE, strlen(OUT_BEFORE)) != (ssize_t)strlen(OUT_BEFORE) ||
+	if (split && start_child(err, len))
+		return -1;
+	if ((!split && write(FD_S, OUT_BEFORE, strlen(OUT_BEFORE)) != (ssize_t)strlen(OUT_BEFORE)) ||
 	    write(FD_M, IN_BEFORE, strlen(IN_BEFORE)) != (ssize_t)strlen(IN_BEFORE))
 		return victim_fail(err, len, "queueing: %s", strerror(errno));
-	printf("pty: slave %s\n", ptsname(FD_M));
+	printf("pty: slave %s%s\n", ptsname(FD_M), split ? ", held by the child" : "");
 	fflush(stdout);
 	return 0;
 }
@@ -132,7 +311,9 @@ static int check_settings(char *err, size_t len)
 	int pkt = 0;
 
 	want_termios(&w);
-	if (tcgetattr(FD_S, &t) || ioctl(FD_M, TIOCGWINSZ, &ws) || ioctl(FD_M, TIOCGPKT, &pkt))
+	/* TCGETS on a master reads its slave's termios. */
+	if (tcgetattr(split ? FD_M : FD_S, &t) || ioctl(FD_M, TIOCGWINSZ, &ws) ||
+	    ioctl(FD_M, TIOCGPKT, &pkt))
 		return victim_fail(err, len, "reading the settings: %s", strerror(errno));
 	if (t.c_iflag != w.c_iflag || t.c_oflag != w.c_oflag || t.c_lflag != w.c_lflag ||
 	    (t.c_cflag & ~CBAUD) != (w.c_cflag & ~CBAUD) || cfgetospeed(&t) != B9600)
@@ -154,6 +335,8 @@ static int pty_check(struct victim_ctx *ctx, char *err, size_t len)
 {
 	printf("pty: slave now %s\n", ptsname(FD_M));
 	fflush(stdout);
+	if (split)
+		return split_check(err, len);
 	if (check_settings(err, len) || expect_master(OUT_SEEN, err, len) ||
 	    expect_slave(IN_SEEN, err, len))
 		return -1;
