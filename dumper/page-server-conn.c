@@ -1,10 +1,13 @@
 /*
  * One client connection of the page server: the hello and its token check,
  * then pipelined requests. Every GET is checked against the LAZY runs of the
- * pagemap, read from the keeper with process_vm_readv straight into one of a
- * few preallocated reply slots (header, pages, checksum contiguous), and the
- * queued replies leave in one sendmsg. Anything malformed, out of range or
- * stalled cuts the connection off with a logged reason; the session goes on.
+ * pagemap, then read from the keeper with process_vm_readv straight into one
+ * of a few preallocated reply slots (header, pages, checksum contiguous) and
+ * hashed as it comes. A fault channel's reply is read whole and sent at
+ * once; a stream reply is read and sent in 256 KiB pieces, one per loop
+ * turn, so that a fault never waits long behind it. Anything malformed, out
+ * of range or stalled cuts the connection off with a logged reason; the
+ * session goes on.
  */
 #include "page-server-int.h"
 
@@ -23,6 +26,10 @@
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+/* as ps-proto.c: the hash inlined, at full speed */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 static const char *chan_name(const struct pss_conn *c)
 {
@@ -95,8 +102,10 @@ bool pss_conn_reap(struct pss_conn *c)
 	close(c->fd);
 	if (c->slots)
 		munmap(c->slots, (size_t)PSS_SLOTS * PSS_SLOT_SIZE);
+	if (c->fill_hash)
+		XXH3_freeState(c->fill_hash);
 	if (c->authed)
-		atomic_fetch_sub(&c->loop->srv->nr_authed, 1);
+		c->loop->srv->nr_authed--;
 	if (c->gets)
 		pr_info("page server: client %s (%s): %llu requests, %llu pages\n", c->peer,
 			chan_name(c), (unsigned long long)c->gets, (unsigned long long)c->pages);
@@ -134,18 +143,14 @@ static bool lazy_covered(const struct pss_proc *pp, uint64_t vaddr, uint64_t len
 	return cur >= end;
 }
 
-static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
+/* Start the reply to a GET in the next slot: checked, its header encoded, no page read yet. */
+static int start_get(struct pss_conn *c, const struct ps_hdr *h)
 {
 	struct pss_srv *srv = c->loop->srv;
 	const struct pss_proc *pp = pss_proc_find(srv, h->pid);
 	unsigned int slot = (c->q_head + c->q_n) % PSS_SLOTS;
-	uint8_t *hdr = slot_hdr(c, slot), *pages = hdr + PS_HDR_SIZE;
 	size_t len = (size_t)h->nr_pages * PS_PAGE_SIZE;
-	struct iovec local = { pages, len };
-	struct iovec remote = { (void *)(uintptr_t)h->vaddr, len };
 	struct ps_hdr rep = *h;
-	uint64_t csum;
-	ssize_t n = 0;
 
 	if (!pp) {
 		cut(c, true, "unknown pid %u (this session serves pid %d and its tree)", h->pid,
@@ -157,43 +162,73 @@ static int serve_get(struct pss_conn *c, const struct ps_hdr *h)
 		    (unsigned long long)h->vaddr, h->nr_pages, h->pid);
 		return -ERANGE;
 	}
-	/*
-	 * In pieces: this kernel (PREEMPT_NONE) hands the core to a woken fault
-	 * thread only when we return to user space; no single copy may take long.
-	 */
-	for (size_t off = 0, piece; off < len; off += piece) {
-		piece = MIN(len - off, (size_t)PSS_READ_CHUNK);
-		local = (struct iovec){ pages + off, piece };
-		remote = (struct iovec){ (void *)(uintptr_t)(h->vaddr + off), piece };
-		n = process_vm_readv(pp->cfg->keeper, &local, 1, &remote, 1, 0);
-		if (n != (ssize_t)piece)
-			break;
-		n = (ssize_t)(off + piece);
-	}
-	if (n != (ssize_t)len) {
-		int err = n < 0 ? errno : EIO;
-
-		if (err == ESRCH) {
-			pr_err("page server: keeper %d of pid %d is gone: its memory is lost\n",
-			       (int)pp->cfg->keeper, (int)pp->cfg->pid);
-			pss_stop(srv, -ESRCH);
-		}
-		cut(c, true, "cannot read %#llx + %u pages from keeper %d: %s",
-		    (unsigned long long)h->vaddr, h->nr_pages, (int)pp->cfg->keeper,
-		    n < 0 ? strerror(err) : "short read");
-		return -err;
-	}
-	csum = htole64(ps_csum(pages, len));
-	memcpy(pages + len, &csum, sizeof(csum));
 	rep.cmd = PS_PAGES;
-	ps_hdr_encode(&rep, hdr);
+	ps_hdr_encode(&rep, slot_hdr(c, slot));
 	c->q_len[slot] = PS_HDR_SIZE + len + PS_CSUM_SIZE;
 	c->q_bye[slot] = false;
 	c->q_n++;
+	c->filling = true;
+	c->fill_h = *h;
+	c->fill_pp = pp;
+	c->fill_off = 0;
+	XXH3_64bits_reset(c->fill_hash);
+	return 0;
+}
+
+/*
+ * Read the reply being filled from the keeper and hash it: all of it when
+ * WHOLE, else one stream step, cut short when a completion (maybe a fault
+ * request) comes in. The checksum goes after the last piece.
+ */
+static int fill(struct pss_conn *c, bool whole)
+{
+	struct pss_srv *srv = c->loop->srv;
+	const struct pss_proc *pp = c->fill_pp;
+	const struct ps_hdr *h = &c->fill_h;
+	unsigned int slot = (c->q_head + c->q_n - 1) % PSS_SLOTS;
+	uint8_t *pages = slot_hdr(c, slot) + PS_HDR_SIZE;
+	size_t len = (size_t)h->nr_pages * PS_PAGE_SIZE;
+	size_t step = 0;
+	uint64_t csum;
+
+	do {
+		/*
+		 * In pieces: this kernel (PREEMPT_NONE) gives the core up only
+		 * on the way back to user space; no single copy may take long.
+		 */
+		size_t piece = MIN(len - c->fill_off, (size_t)PSS_READ_CHUNK);
+		struct iovec local = { pages + c->fill_off, piece };
+		struct iovec remote = { (void *)(uintptr_t)(h->vaddr + c->fill_off), piece };
+		ssize_t n = process_vm_readv(pp->cfg->keeper, &local, 1, &remote, 1, 0);
+
+		if (n != (ssize_t)piece) {
+			int err = n < 0 ? errno : EIO;
+
+			if (err == ESRCH) {
+				pr_err("page server: keeper %d of pid %d is gone: its memory is lost\n",
+				       (int)pp->cfg->keeper, (int)pp->cfg->pid);
+				pss_stop(srv, -ESRCH);
+			}
+			cut(c, true, "cannot read %#llx + %u pages from keeper %d: %s",
+			    (unsigned long long)h->vaddr, h->nr_pages, (int)pp->cfg->keeper,
+			    n < 0 ? strerror(err) : "short read");
+			c->filling = false;
+			return -err;
+		}
+		XXH3_64bits_update(c->fill_hash, pages + c->fill_off, piece);
+		c->fill_off += piece;
+		step += piece;
+	} while (c->fill_off < len &&
+		 (whole || (step < PSS_STREAM_STEP && !pss_urgent(c->loop))));
+	if (c->fill_off < len)
+		return 0;
+	csum = htole64(XXH3_64bits_digest(c->fill_hash));
+	memcpy(pages + len, &csum, sizeof(csum));
+	c->filling = false;
 	c->gets++;
 	c->pages += h->nr_pages;
-	atomic_fetch_add_explicit(&srv->served_pages, h->nr_pages, memory_order_relaxed);
-	atomic_fetch_add_explicit(&srv->served_gets, 1, memory_order_relaxed);
+	srv->served_pages += h->nr_pages;
+	srv->served_gets++;
 	return 0;
 }
 
@@ -210,12 +245,20 @@ static void queue_bye(struct pss_conn *c)
 	pr_info("page server: client %s (%s): DONE, every page is in\n", c->peer, chan_name(c));
 }
 
-/* Parse every complete request there is room to answer. */
+static void post_send(struct pss_conn *c);
+static void sent(struct pss_conn *c, size_t n);
+
+/*
+ * Parse every complete request there is room to answer. A fault channel's
+ * replies are read whole here; a stream reply is started, and read a piece
+ * per loop turn (pss_conn_fill_step) before the next request is looked at.
+ */
 static void process_rx(struct pss_conn *c)
 {
 	size_t pos = c->rx_off;
 
-	while (c->rx_len - pos >= PS_HDR_SIZE && !c->done_rcvd && c->q_n < PSS_SLOTS) {
+	while (c->rx_len - pos >= PS_HDR_SIZE && !c->done_rcvd && !c->filling &&
+	       c->q_n < PSS_SLOTS && !c->closing) {
 		const char *why = "?";
 		struct ps_hdr h;
 
@@ -228,34 +271,21 @@ static void process_rx(struct pss_conn *c)
 			queue_bye(c);
 			break;
 		}
-		if (serve_get(c, &h))
+		if (start_get(c, &h))
 			return;
+		if (c->channel != PS_CHAN_FAULT)
+			continue;
+		if (fill(c, true))
+			return;
+		/* out now, and its slot free for the next request */
+		if (!c->tx_posted)
+			post_send(c);
 	}
 	/* Compacted only when no recv is in flight into the buffer (kick). */
 	c->rx_off = c->done_rcvd ? c->rx_len : pos;
 }
 
-/* Hand an authenticated fault channel to the fault loop's thread. */
-static void hand_off(struct pss_conn *c)
-{
-	struct pss_loop *from = c->loop;
-	struct pss_srv *srv = from->srv;
-
-	for (int i = 0; i < from->nr; i++) {
-		if (from->conns[i] == c) {
-			from->conns[i] = from->conns[--from->nr];
-			break;
-		}
-	}
-	pthread_mutex_lock(&srv->lock);
-	c->loop = &srv->fault;
-	srv->handoff[srv->nr_handoff++] = c;
-	pthread_mutex_unlock(&srv->lock);
-	pss_wake(&srv->fault);
-}
-
-/* Returns true when C now belongs to the fault loop (the caller lets go). */
-static bool do_hello(struct pss_conn *c)
+static void do_hello(struct pss_conn *c)
 {
 	struct pss_srv *srv = c->loop->srv;
 	struct ps_hello_reply rep = { .magic = PS_MAGIC, .version = PS_VERSION };
@@ -275,65 +305,85 @@ static bool do_hello(struct pss_conn *c)
 	if (send(c->fd, out, sizeof(out), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(out) &&
 	    !r) {
 		cut(c, true, "cannot send the hello reply: %s", strerror(errno));
-		return false;
+		return;
 	}
 	if (r) {
 		cut(c, true, "refused (%s): %s", strerror(-r), why);
-		return false;
+		return;
 	}
 	if (srv->nr_authed >= PSS_MAX_CONNS / 2) {
 		cut(c, true, "too many open sessions");
-		return false;
+		return;
 	}
 	c->slots = mmap(NULL, (size_t)PSS_SLOTS * PSS_SLOT_SIZE, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (c->slots == MAP_FAILED) {
 		c->slots = NULL;
 		cut(c, true, "cannot map reply buffers: %s", strerror(errno));
-		return false;
+		return;
+	}
+	c->fill_hash = XXH3_createState();
+	if (!c->fill_hash) {
+		cut(c, true, "out of memory for the reply hash");
+		return;
 	}
 	c->rx_len = 0;
 	c->rx_off = 0;
 	c->state = C_SERVING;
 	c->channel = h.channel;
 	c->authed = true;
-	atomic_fetch_add(&srv->nr_authed, 1);
+	srv->nr_authed++;
 	pr_info("page server: client %s authenticated (%s)\n", c->peer, chan_name(c));
-	if (c->channel == PS_CHAN_FAULT && c->loop == &srv->main) {
-		hand_off(c);
-		return true;
-	}
-	return false;
 }
 
+/*
+ * Send what is ready, from the head reply on: whole replies, and of the one
+ * being filled its header and the pages read so far. On the stream channel
+ * at most PSS_SEND_CHUNK per send: it is copied inline, on this thread. A
+ * fault reply leaves at once in a non-blocking sendmsg (a page on an idle
+ * socket: it fits), not after the rest of this loop turn; what does not
+ * fit goes through io_uring.
+ */
 static void post_send(struct pss_conn *c)
 {
+	size_t cap = c->channel == PS_CHAN_STREAM ? PSS_SEND_CHUNK : SIZE_MAX, total = 0;
 	struct io_uring_sqe *sqe;
-	unsigned int i;
+	unsigned int i, n = 0;
 
-	for (i = 0; i < c->q_n; i++) {
+	for (i = 0; i < c->q_n && total < cap; i++) {
 		unsigned int slot = (c->q_head + i) % PSS_SLOTS;
 		size_t off = i ? 0 : c->sent;
+		size_t end = c->q_len[slot];
 
-		c->iov[i].iov_base = slot_hdr(c, slot) + off;
-		c->iov[i].iov_len = c->q_len[slot] - off;
+		if (c->filling && i == c->q_n - 1)
+			end = PS_HDR_SIZE + c->fill_off;
+		if (end <= off)
+			break;
+		c->iov[n].iov_base = slot_hdr(c, slot) + off;
+		c->iov[n].iov_len = MIN(end - off, cap - total);
+		total += c->iov[n++].iov_len;
 	}
+	if (!n)
+		return;
 	memset(&c->msg, 0, sizeof(c->msg));
 	c->msg.msg_iov = c->iov;
-	c->msg.msg_iovlen = c->q_n;
+	c->msg.msg_iovlen = n;
+	if (c->channel == PS_CHAN_FAULT) {
+		ssize_t w = sendmsg(c->fd, &c->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (w > 0) {
+			sent(c, (size_t)w);
+			if ((size_t)w < total)
+				post_send(c);
+			return;
+		}
+	}
 	sqe = pss_sqe(c->loop);
 	if (!sqe) {
 		cut(c, true, "no room in the submission queue");
 		return;
 	}
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL | MSG_WAITALL);
-	/*
-	 * Stream batches are copied into the socket by an io-wq worker, on
-	 * another core, while this thread reads and checksums the next ones;
-	 * a fault reply is small: sent inline, at once.
-	 */
-	if (c->channel == PS_CHAN_STREAM)
-		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	post(c, sqe, TAG_SEND);
 	c->tx_posted = true;
 	c->t_tx_ms = pss_now_ms();
@@ -408,7 +458,7 @@ void pss_conn_complete(struct pss_conn *c, int tag, int res)
 		return;
 	}
 	if (c->authed)
-		atomic_store_explicit(&srv->last_activity_ms, pss_now_ms(), memory_order_relaxed);
+		srv->last_activity_ms = pss_now_ms();
 	if (tag == TAG_SEND) {
 		c->t_tx_ms = pss_now_ms();
 		sent(c, (size_t)res);
@@ -427,8 +477,7 @@ void pss_conn_complete(struct pss_conn *c, int tag, int res)
 		if (c->state == C_HELLO) {
 			if (c->rx_len < PS_HELLO_SIZE)
 				goto out;
-			if (do_hello(c))
-				return;
+			do_hello(c);
 		}
 	}
 	if (!c->closing && c->state == C_SERVING)
@@ -455,4 +504,19 @@ void pss_conn_check_idle(struct pss_conn *c, uint64_t now)
 			cut(c, true, "stalled in the middle of a request for %llu ms",
 			    (unsigned long long)idle);
 	}
+}
+
+bool pss_conn_filling(const struct pss_conn *c)
+{
+	return c->filling && !c->closing;
+}
+
+void pss_conn_fill_step(struct pss_conn *c)
+{
+	if (fill(c, false))
+		return;
+	/* Done: the next request may start. */
+	if (!c->filling)
+		process_rx(c);
+	pss_conn_kick(c);
 }

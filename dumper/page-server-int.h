@@ -1,14 +1,12 @@
 /*
- * Internals of the page server shared by page-server.c (the session: loops,
- * threads, timeouts, the end) and page-server-conn.c (one connection: hello,
- * requests, replies). Nothing else includes this.
+ * Internals of the page server shared by page-server.c (the session: its one
+ * event loop, timeouts, the end) and page-server-conn.c (one connection:
+ * hello, requests, replies read in pieces). Nothing else includes this.
  */
 #ifndef RELIVE_DUMPER_PAGE_SERVER_INT_H
 #define RELIVE_DUMPER_PAGE_SERVER_INT_H
 
 #include <liburing.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -19,7 +17,16 @@
 #define PSS_SLOT_HEAD 4096 /* the pages start page-aligned after the header */
 #define PSS_SLOT_SIZE (PSS_SLOT_HEAD + PS_MAX_RUN_PAGES * PS_PAGE_SIZE + PS_PAGE_SIZE)
 #define PSS_RX_SIZE (64 * 1024)
-#define PSS_READ_CHUNK (256 * 1024) /* bytes per process_vm_readv: bounded kernel time */
+/*
+ * The stream's bulk work comes in bounded pieces, and a fault request waits
+ * for at most one of them: reads of 32 KiB, up to 64 KiB per loop turn
+ * (fewer when a completion is in), sends of 64 KiB. 256 KiB steps doubled
+ * the median fault on loopback; smaller ones cost stream rate
+ * (docs/benchmarks.md).
+ */
+#define PSS_READ_CHUNK (32 * 1024)
+#define PSS_STREAM_STEP (64 * 1024)
+#define PSS_SEND_CHUNK (64 * 1024)
 #define PSS_MAX_CONNS 32 /* per loop */
 
 /* user_data tags (low bits of a pointer aligned to 8) */
@@ -27,7 +34,6 @@ enum {
 	TAG_RECV = 1,
 	TAG_SEND = 2,
 	TAG_ACCEPT = 3,
-	TAG_WAKE = 4,
 	TAG_PIDFD = 5,
 	TAG_SIGNAL = 6,
 };
@@ -51,6 +57,16 @@ struct pss_conn {
 	size_t q_len[PSS_SLOTS]; /* bytes of each reply, from PSS_SLOT_HEAD - PS_HDR_SIZE */
 	bool q_bye[PSS_SLOTS];
 	size_t sent; /* of the head reply */
+	/*
+	 * The newest queued reply while its pages are still being read from
+	 * the keeper, a piece per loop turn on the stream channel; what is
+	 * read already may leave before the rest.
+	 */
+	bool filling;
+	struct ps_hdr fill_h;
+	const struct pss_proc *fill_pp;
+	size_t fill_off; /* bytes of its pages read and hashed */
+	void *fill_hash; /* XXH3 streaming state */
 	struct iovec iov[PSS_SLOTS];
 	struct msghdr msg;
 	uint64_t gets, pages;
@@ -60,15 +76,10 @@ struct pss_conn {
 
 struct pss_loop {
 	struct pss_srv *srv;
-	const char *name;
 	struct io_uring ring;
 	bool ring_ok;
 	struct pss_conn *conns[PSS_MAX_CONNS];
 	int nr;
-	int wake_fd;
-	uint64_t wake_buf;
-	bool wake_posted;
-	/* the main loop only */
 	int listen_fd;
 	bool accept_posted, sig_posted;
 	struct sockaddr_storage acc_addr;
@@ -86,23 +97,21 @@ struct pss_proc {
 struct pss_srv {
 	const struct ps_server_cfg *cfg;
 	struct pss_proc *procs; /* per cfg->procs */
-	struct pss_loop main, fault;
+	struct pss_loop loop;
 	int sig_fd;
-	pthread_mutex_t lock;
-	struct pss_conn *handoff[PSS_MAX_CONNS]; /* authenticated fault channels for the fault loop */
-	int nr_handoff;
-	atomic_int stop;
-	atomic_int result;
-	atomic_int nr_authed;
-	atomic_uint_least64_t last_activity_ms;
-	atomic_uint_least64_t served_pages, served_gets;
+	bool stop;
+	int result;
+	int nr_authed;
+	uint64_t last_activity_ms;
+	uint64_t served_pages, served_gets;
 };
 
 uint64_t pss_now_ms(void);
-/* End the session with RESULT (the first one wins) and wake both loops. */
+/* End the session with RESULT (the first one wins). */
 void pss_stop(struct pss_srv *srv, int result);
-void pss_wake(struct pss_loop *loop);
 struct io_uring_sqe *pss_sqe(struct pss_loop *loop);
+/* Whether completions wait (or work that makes them): a fault request may be in. */
+bool pss_urgent(struct pss_loop *loop);
 
 /* The served process with this pid, or NULL. */
 const struct pss_proc *pss_proc_find(const struct pss_srv *srv, uint32_t pid);
@@ -119,5 +128,9 @@ void pss_conn_close(struct pss_conn *c, const char *reason);
 bool pss_conn_reap(struct pss_conn *c);
 /* A deadline passed: cut it off with a message. */
 void pss_conn_check_idle(struct pss_conn *c, uint64_t now_ms);
+/* Whether a reply of the stream channel is still being read. */
+bool pss_conn_filling(const struct pss_conn *c);
+/* Read and hash the next piece of that reply, queue what can leave. */
+void pss_conn_fill_step(struct pss_conn *c);
 
 #endif

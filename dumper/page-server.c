@@ -1,10 +1,16 @@
 /*
- * The page server's session: the listening socket, two io_uring event loops
- * (the main one accepts, checks hellos and serves the stream channel; a
- * second thread serves fault channels handed to it, so a fault never waits
- * behind a stream batch), and the ends of the session: DONE/BYE (success),
- * no client or a silent one past --lazy-timeout, a signal, the keeper's
- * death. Connections themselves are page-server-conn.c.
+ * The page server's session: the listening socket and one io_uring event
+ * loop on one thread that accepts, checks hellos and serves both channels,
+ * and the ends of the session: DONE/BYE (success), no client or a silent one
+ * past --lazy-timeout, a signal, the keeper's death.
+ *
+ * One thread on purpose: a fault request is served as soon as it is read,
+ * and the stream advances by one bounded step (at most 64 KiB read and
+ * hashed, cut short when a completion comes in, then a 64 KiB send) per
+ * loop turn in between. A fault thread of its own had to wait for a core
+ * held by the stream's thread or its send worker, and on a kernel that does
+ * not preempt kernel code, that wait was the whole tail of fault latency
+ * (docs/benchmarks.md). Connections themselves are page-server-conn.c.
  */
 #include "page-server-int.h"
 
@@ -19,15 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PSS_RING_ENTRIES 256
 #define PSS_TICK_MS 100
-#define PSS_FAULT_SLICE_NS 100000ULL /* the smallest custom slice the kernel takes */
 
 uint64_t pss_now_ms(void)
 {
@@ -80,25 +83,18 @@ struct io_uring_sqe *pss_sqe(struct pss_loop *loop)
 	return sqe;
 }
 
-void pss_wake(struct pss_loop *loop)
+bool pss_urgent(struct pss_loop *loop)
 {
-	uint64_t one = 1;
-
-	if (loop->wake_fd < 0)
-		return;
-	if (write(loop->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		pr_perror("page server: cannot wake the %s loop", loop->name);
+	return io_uring_cq_ready(&loop->ring) ||
+	       (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN);
 }
 
 void pss_stop(struct pss_srv *srv, int result)
 {
-	int expect = 0;
-
-	if (atomic_compare_exchange_strong(&srv->stop, &expect, 1)) {
-		atomic_store(&srv->result, result);
-		pss_wake(&srv->main);
-		pss_wake(&srv->fault);
-	}
+	if (srv->stop)
+		return;
+	srv->stop = true;
+	srv->result = result;
 }
 
 /* Watch the keeper of process PP: its death ends the session. */
@@ -107,7 +103,7 @@ static void post_pidfd(struct pss_loop *loop, struct pss_proc *pp)
 	struct io_uring_sqe *sqe = pss_sqe(loop);
 
 	if (!sqe) {
-		pr_err("page server: the %s loop's submission queue is full\n", loop->name);
+		pr_err("page server: the submission queue is full\n");
 		pss_stop(loop->srv, -ENOSPC);
 		return;
 	}
@@ -122,15 +118,11 @@ static void post_loop_op(struct pss_loop *loop, int tag)
 	struct pss_srv *srv = loop->srv;
 
 	if (!sqe) {
-		pr_err("page server: the %s loop's submission queue is full\n", loop->name);
+		pr_err("page server: the submission queue is full\n");
 		pss_stop(srv, -ENOSPC);
 		return;
 	}
 	switch (tag) {
-	case TAG_WAKE:
-		io_uring_prep_read(sqe, loop->wake_fd, &loop->wake_buf, sizeof(loop->wake_buf), 0);
-		loop->wake_posted = true;
-		break;
 	case TAG_ACCEPT:
 		loop->acc_len = sizeof(loop->acc_addr);
 		io_uring_prep_accept(sqe, loop->listen_fd, (struct sockaddr *)&loop->acc_addr,
@@ -176,21 +168,6 @@ static void accepted(struct pss_loop *loop, int res)
 	add_conn(loop, c);
 }
 
-static void take_handoffs(struct pss_loop *loop)
-{
-	struct pss_srv *srv = loop->srv;
-	struct pss_conn *mine[PSS_MAX_CONNS];
-	int n;
-
-	pthread_mutex_lock(&srv->lock);
-	n = srv->nr_handoff;
-	memcpy(mine, srv->handoff, (size_t)n * sizeof(mine[0]));
-	srv->nr_handoff = 0;
-	pthread_mutex_unlock(&srv->lock);
-	for (int i = 0; i < n; i++)
-		add_conn(loop, mine[i]);
-}
-
 static void loop_event(struct pss_loop *loop, uint64_t data, int res)
 {
 	struct pss_srv *srv = loop->srv;
@@ -204,10 +181,6 @@ static void loop_event(struct pss_loop *loop, uint64_t data, int res)
 		break;
 	case TAG_ACCEPT:
 		accepted(loop, res);
-		break;
-	case TAG_WAKE:
-		loop->wake_posted = false;
-		take_handoffs(loop);
 		break;
 	case TAG_PIDFD: {
 		struct pss_proc *pp = p;
@@ -232,15 +205,15 @@ static void loop_event(struct pss_loop *loop, uint64_t data, int res)
 	}
 }
 
-/* The main loop alone: lazy-timeout, with or without a client. */
+/* --lazy-timeout, with or without a client. */
 static void check_session(struct pss_srv *srv, uint64_t now)
 {
-	uint64_t last = atomic_load_explicit(&srv->last_activity_ms, memory_order_relaxed);
+	uint64_t last = srv->last_activity_ms;
 	uint64_t limit = (uint64_t)srv->cfg->lazy_timeout_s * 1000;
 
 	if (now - last < limit || now < last)
 		return;
-	if (atomic_load(&srv->nr_authed))
+	if (srv->nr_authed)
 		pr_err("page server: the client of pid %d has been silent for %u s (--lazy-timeout);"
 		       " giving up\n", (int)srv->cfg->procs[0].pid, srv->cfg->lazy_timeout_s);
 	else
@@ -250,31 +223,49 @@ static void check_session(struct pss_srv *srv, uint64_t now)
 	pss_stop(srv, -ETIMEDOUT);
 }
 
+/* One piece of every stream reply being read; whether any is left after it. */
+static bool stream_step(struct pss_loop *loop)
+{
+	bool more = false;
+
+	for (int i = 0; i < loop->nr; i++) {
+		struct pss_conn *c = loop->conns[i];
+
+		if (!pss_conn_filling(c))
+			continue;
+		pss_conn_fill_step(c);
+		more |= pss_conn_filling(c);
+	}
+	return more;
+}
+
 static int loop_run(struct pss_loop *loop)
 {
 	struct pss_srv *srv = loop->srv;
-	bool is_main = loop == &srv->main;
 	uint64_t last_tick = 0;
+	bool busy = false;
 
-	while (!atomic_load(&srv->stop)) {
+	while (!srv->stop) {
 		struct __kernel_timespec ts = { 0, PSS_TICK_MS * 1000000L };
 		struct io_uring_cqe *cqe;
 		unsigned int head, n = 0;
 		uint64_t now;
 		int r;
 
-		if (!loop->wake_posted)
-			post_loop_op(loop, TAG_WAKE);
-		if (is_main && !loop->accept_posted)
+		if (!loop->accept_posted)
 			post_loop_op(loop, TAG_ACCEPT);
-		for (size_t i = 0; is_main && i < srv->cfg->nr_procs; i++)
+		for (size_t i = 0; i < srv->cfg->nr_procs; i++)
 			if (!srv->procs[i].pidfd_posted)
 				post_pidfd(loop, &srv->procs[i]);
-		if (is_main && !loop->sig_posted)
+		if (!loop->sig_posted)
 			post_loop_op(loop, TAG_SIGNAL);
-		r = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+		/* With stream work left, only collect what is there; else sleep. */
+		if (busy)
+			r = io_uring_submit_and_get_events(&loop->ring);
+		else
+			r = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
 		if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) {
-			pr_err("page server: io_uring wait (%s loop): %s\n", loop->name, strerror(-r));
+			pr_err("page server: io_uring wait: %s\n", strerror(-r));
 			pss_stop(srv, r);
 			break;
 		}
@@ -283,13 +274,14 @@ static int loop_run(struct pss_loop *loop)
 			n++;
 		}
 		io_uring_cq_advance(&loop->ring, n);
+		/* The fault replies those events queued leave before the next stream piece. */
+		io_uring_submit(&loop->ring);
 		now = pss_now_ms();
 		if (now - last_tick >= PSS_TICK_MS) {
 			last_tick = now;
 			for (int i = 0; i < loop->nr; i++)
 				pss_conn_check_idle(loop->conns[i], now);
-			if (is_main)
-				check_session(srv, now);
+			check_session(srv, now);
 		}
 		for (int i = 0; i < loop->nr;) {
 			if (pss_conn_reap(loop->conns[i]))
@@ -297,6 +289,7 @@ static int loop_run(struct pss_loop *loop)
 			else
 				i++;
 		}
+		busy = !srv->stop && stream_step(loop);
 	}
 	return 0;
 }
@@ -344,68 +337,29 @@ static void loop_drain(struct pss_loop *loop)
 	loop->nr = 0;
 }
 
-static int loop_init(struct pss_srv *srv, struct pss_loop *loop, const char *name)
+static int loop_init(struct pss_srv *srv, struct pss_loop *loop, int listen_fd)
 {
 	struct io_uring_params p = { 0 };
 	int r;
 
 	loop->srv = srv;
-	loop->name = name;
-	loop->listen_fd = -1;
-	loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (loop->wake_fd < 0) {
-		r = -errno;
-		pr_perror("page server: eventfd");
-		return r;
-	}
-	/* No interrupts to run completions: each loop waits for them itself. */
-	p.flags = IORING_SETUP_COOP_TASKRUN;
+	loop->listen_fd = listen_fd;
+	/*
+	 * No interrupts to run completions: the loop collects them itself
+	 * between stream pieces; the flag tells liburing when they wait.
+	 */
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	r = io_uring_queue_init_params(PSS_RING_ENTRIES, &loop->ring, &p);
 	if (r == -EINVAL) {
 		memset(&p, 0, sizeof(p));
 		r = io_uring_queue_init_params(PSS_RING_ENTRIES, &loop->ring, &p);
 	}
 	if (r) {
-		pr_err("page server: io_uring_queue_init (%s loop): %s\n", name, strerror(-r));
+		pr_err("page server: io_uring_queue_init: %s\n", strerror(-r));
 		return r;
 	}
 	loop->ring_ok = true;
 	return 0;
-}
-
-/*
- * Ask the scheduler (EEVDF, kernel 6.12+) for the shortest slice for the
- * calling thread: an earlier virtual deadline, so that a woken fault thread
- * may preempt CPU-bound stream work (PREEMPT_SHORT) instead of waiting out
- * its slice. It barely runs, so fairness is not at stake. Older kernels
- * refuse or ignore it; nothing depends on it.
- */
-static void short_slice(void)
-{
-	/* struct sched_attr of <linux/sched/types.h>, which clashes with <sched.h> */
-	struct {
-		uint32_t size, policy;
-		uint64_t flags;
-		int32_t nice;
-		uint32_t priority;
-		uint64_t runtime, deadline, period;
-	} a = { .size = sizeof(a), .policy = 0 /* SCHED_OTHER */, .runtime = PSS_FAULT_SLICE_NS };
-
-	if (syscall(SYS_sched_setattr, 0, &a, 0))
-		pr_debug("page server: no short scheduler slice for the fault thread: %s\n",
-			 strerror(errno));
-}
-
-static void *fault_thread(void *arg)
-{
-	struct pss_loop *loop = arg;
-
-	/* named, to be told apart in perf sched and top */
-	pthread_setname_np(pthread_self(), "relive-psfault");
-	short_slice();
-	loop_run(loop);
-	loop_drain(loop);
-	return NULL;
 }
 
 static int build_lazy(struct pss_proc *pp)
@@ -464,8 +418,6 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 {
 	struct pss_srv *srv = calloc(1, sizeof(*srv));
 	sigset_t mask, old;
-	pthread_t thread;
-	bool thread_ok = false;
 	uint64_t t0 = util_now_us(), us;
 	int r;
 
@@ -475,14 +427,12 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 	}
 	srv->cfg = cfg;
 	srv->sig_fd = -1;
-	srv->main.wake_fd = srv->fault.wake_fd = -1;
-	pthread_mutex_init(&srv->lock, NULL);
-	atomic_store(&srv->last_activity_ms, pss_now_ms());
+	srv->loop.listen_fd = -1;
+	srv->last_activity_ms = pss_now_ms();
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
-	/* Blocked before the thread starts, so both threads leave them to the signalfd. */
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
 	srv->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	r = srv->sig_fd < 0 ? -errno : 0;
@@ -491,47 +441,25 @@ int ps_serve(int listen_fd, const struct ps_server_cfg *cfg)
 	if (!r)
 		r = build_procs(srv, cfg);
 	if (!r)
-		r = loop_init(srv, &srv->main, "main");
-	if (!r)
-		r = loop_init(srv, &srv->fault, "fault");
-	srv->main.listen_fd = listen_fd;
-	if (!r) {
-		r = -pthread_create(&thread, NULL, fault_thread, &srv->fault);
-		thread_ok = !r;
-		if (r)
-			pr_err("page server: cannot start the fault thread: %s\n", strerror(-r));
-	}
+		r = loop_init(srv, &srv->loop, listen_fd);
 	if (!r) {
 		for (size_t i = 0; i < cfg->nr_procs; i++)
 			pr_info("page server: serving %zu lazy runs of pid %d from keeper %d\n",
 				srv->procs[i].nr_lazy, (int)cfg->procs[i].pid,
 				(int)cfg->procs[i].keeper);
-		loop_run(&srv->main);
-		r = atomic_load(&srv->result);
+		loop_run(&srv->loop);
+		r = srv->result;
 	}
 	pss_stop(srv, r);
-	if (thread_ok)
-		pthread_join(thread, NULL);
-	loop_drain(&srv->main);
-	/* Handed off but never taken by the fault loop. */
-	for (int i = 0; i < srv->nr_handoff; i++) {
-		srv->handoff[i]->closing = true;
-		srv->handoff[i]->inflight = 0;
-		pss_conn_reap(srv->handoff[i]);
-	}
+	loop_drain(&srv->loop);
 	us = util_now_us() - t0;
 	pr_info("page server: %llu requests, %llu pages served in %llu ms\n",
 		(unsigned long long)srv->served_gets, (unsigned long long)srv->served_pages,
 		(unsigned long long)(us / 1000));
 	close(listen_fd);
-	if (srv->main.wake_fd >= 0)
-		close(srv->main.wake_fd);
-	if (srv->fault.wake_fd >= 0)
-		close(srv->fault.wake_fd);
 	if (srv->sig_fd >= 0)
 		close(srv->sig_fd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_mutex_destroy(&srv->lock);
 	for (size_t i = 0; srv->procs && i < cfg->nr_procs; i++)
 		free(srv->procs[i].lazy);
 	free(srv->procs);

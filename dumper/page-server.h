@@ -4,9 +4,9 @@
  * It serves the LAZY runs of the pagemap, read from the keeper (a process
  * sharing the dead victim's address space; one per process of the tree, a
  * request names its pid), to a client that presents the
- * session token, over the protocol of docs/protocol.md. Network I/O runs on
- * io_uring: the fault channel on its own thread and ring, so a fault reply
- * never waits behind bulk data of the stream channel.
+ * session token, over the protocol of docs/protocol.md. One thread, one
+ * io_uring loop: a fault request is served as soon as it is read, the
+ * stream's bulk data in bounded pieces in between.
  */
 #ifndef RELIVE_DUMPER_PAGE_SERVER_H
 #define RELIVE_DUMPER_PAGE_SERVER_H

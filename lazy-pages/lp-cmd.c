@@ -324,6 +324,21 @@ static void turn(struct lp_ctx *ctx, bool busy)
 	}
 }
 
+/*
+ * Whether a fault's page is on the wire and was asked for moments ago. The
+ * loop then polls instead of sleeping: on two busy cores a woken daemon can
+ * wait for a core far longer than the reply takes to come (docs/lazy.md).
+ * Past LP_FAULT_SPIN_US (a slow link) it sleeps again.
+ */
+static bool fault_awaited(const struct lp_ctx *ctx, uint64_t now)
+{
+	const struct lp_conn *c = &ctx->conn[PS_CHAN_FAULT];
+
+	/* the newest fault is first */
+	return ctx->faults && c->state == LP_CONN_UP && c->nr_wire &&
+	       now - ctx->faults->t_us < LP_FAULT_SPIN_US;
+}
+
 static bool finished(struct lp_ctx *ctx, uint64_t now, uint64_t *deadline)
 {
 	if (!ctx->finishing) {
@@ -388,7 +403,7 @@ static int run_loop(struct lp_ctx *ctx)
 		}
 		lp_stats_progress(ctx, now, false);
 		turn(ctx, busy);
-		busy = lp_install_pending(ctx);
+		busy = lp_install_pending(ctx) || fault_awaited(ctx, util_now_us());
 		lp_guard_sync(ctx);
 	}
 }
@@ -433,7 +448,17 @@ static int ctx_init(struct lp_ctx *ctx, const struct relive_opts *opts)
 		ret = resolve(ctx);
 	if (ret)
 		return ret;
+	/*
+	 * Completions are run when the loop asks for them (it does every
+	 * turn), not by interrupting it: no IPI on every uffd wake-up and
+	 * every packet, which in a VM costs the sender ~10 µs per fault reply.
+	 */
+	prm.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	ret = io_uring_queue_init_params(256, &ctx->ring, &prm);
+	if (ret == -EINVAL) {
+		prm.flags &= ~(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+		ret = io_uring_queue_init_params(256, &ctx->ring, &prm);
+	}
 	if (ret) {
 		pr_err("io_uring setup: %s\n", strerror(-ret));
 		return ret;

@@ -29,13 +29,15 @@
 /*
  * Background data comes in steps, and the loop looks at its completions (a
  * fault reply) between steps: a step is what a fault reply waits behind.
- * One recv of 256 KiB; one UFFDIO_COPY of 64 pages, of 16 while a fault
- * waits (median fault 77 -> 50 us on loopback at the same stream rate;
- * 8 pages or 64 KiB recvs cost ~10-20 % of the stream, docs/benchmarks.md).
+ * One recv of 256 KiB; one UFFDIO_COPY of 64 pages, of 8 while a fault
+ * waits (p99 222 -> 194 us on loopback at the same stream rate; 4 pages
+ * with 64 KiB recvs gave 166 us but cost ~10 % of the stream,
+ * docs/benchmarks.md).
  */
 #define LP_RECV_CHUNK (256U << 10)
 #define LP_INSTALL_CHUNK 64U
-#define LP_INSTALL_CHUNK_FAULTS 16U
+#define LP_INSTALL_CHUNK_FAULTS 8U
+#define LP_FAULT_SPIN_US 1000U /* poll, not sleep, this long for a fault's reply */
 /* Consecutive failed connections (no page delivered in between) before giving up. */
 #define LP_MAX_FAILS 3U
 
