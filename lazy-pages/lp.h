@@ -37,7 +37,12 @@
 #define LP_RECV_CHUNK (256U << 10)
 #define LP_INSTALL_CHUNK 64U
 #define LP_INSTALL_CHUNK_FAULTS 8U
-#define LP_FAULT_SPIN_US 1000U /* poll, not sleep, this long for a fault's reply */
+/*
+ * Poll, not sleep, this long for a fault's reply: longer than a fault takes
+ * on a LAN (~40-100 us), short enough that a slow link, where every fault
+ * takes ~1 ms, does not keep a core busy for nothing.
+ */
+#define LP_FAULT_SPIN_US 300U
 /* Consecutive failed connections (no page delivered in between) before giving up. */
 #define LP_MAX_FAILS 3U
 
