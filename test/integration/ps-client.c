@@ -3,8 +3,9 @@
  * session that fetches every LAZY run of pagemap-<pid>.img on the stream
  * channel (pipelined), checks each checksum, compares the pages with an
  * eager dump of the same frozen process, times single-page faults on the
- * fault channel (alone and while the stream runs) and ends with DONE/BYE;
- * and hostile clients that the server must cut off.
+ * fault channel (alone and while the stream runs) after a burst of
+ * pipelined ones that must all be answered, and ends with DONE/BYE; and
+ * hostile clients that the server must cut off.
  *
  *   ps-client DIR HOST PORT fetch [EAGER_DIR]
  *   ps-client DIR HOST PORT badtoken|garbage|badversion|outofrange|hugerun|unknownpid
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,8 @@
 #define BATCH 1024U /* pages per stream request */
 #define WINDOW 8 /* stream requests in flight */
 #define FAULT_SAMPLES 2000
+#define FAULT_BURST 40 /* pipelined urgent GETs: more than the server's reply slots */
+#define REPLY_TIMEOUT_S 10 /* a request left unanswered this long fails the test */
 
 struct run {
 	uint64_t vaddr, nr;
@@ -126,6 +130,9 @@ static int dial(void)
 		die("cannot connect: %s", strerror(errno));
 	freeaddrinfo(res);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* a reply that never comes ends in "short reply", not in a hang */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO,
+		   &(struct timeval){ .tv_sec = REPLY_TIMEOUT_S }, sizeof(struct timeval));
 	return fd;
 }
 
@@ -324,6 +331,15 @@ static int do_fetch(const char *eager)
 	fd = dial();
 	if (hello(fd, PS_CHAN_STREAM, T.token, PS_VERSION))
 		die("%s", "stream channel refused");
+	/*
+	 * Faults of many threads come at once: every one is answered, in order,
+	 * also past the replies the server can hold at a time.
+	 */
+	for (uint64_t i = 0; i < FAULT_BURST; i++)
+		send_hdr(fault_fd, PS_GET, PS_F_URGENT, T.pid, 1, nth_lazy(i + 777));
+	for (uint64_t i = 0; i < FAULT_BURST; i++)
+		recv_pages(fault_fd, nth_lazy(i + 777), 1, buf);
+	printf("fault: a burst of %d pipelined requests, each answered\n", FAULT_BURST);
 	for (int i = 0; i < FAULT_SAMPLES; i++)
 		lat_idle[i] = one_fault((uint64_t)i + 12345);
 	streaming = 1;
