@@ -29,6 +29,10 @@ fi
 ninja -C "$ASAN_BUILD"
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 	meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 --suite unit --suite fuzz-regress
+# The page server under the sanitizers, good and hostile clients (the
+# restore side cannot run instrumented: its helper becomes the process).
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+	meson test -C "$ASAN_BUILD" --print-errorlogs lazy-src-serve lazy-src-timeout
 
 echo "== libFuzzer targets build (clang); scripts/fuzz.sh MINUTES runs them"
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}

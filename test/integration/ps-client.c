@@ -397,6 +397,7 @@ static int do_fetch(const char *eager)
 	printf("bye: the server acknowledged DONE\n");
 	close(fd);
 	close(fault_fd);
+	free(reqs);
 	return 0;
 }
 
