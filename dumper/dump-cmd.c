@@ -10,7 +10,10 @@
  * process of the tree, the tree is killed as soon as the images are complete
  * (so the frozen window does not grow with its memory), and relive stays up
  * as the page server of every process, reading from its keeper, until the
- * client's DONE; the keepers die on every path.
+ * client's DONE; the keepers die on every path. A root that is a pid
+ * namespace's init cannot die first (the namespace, keepers included, would
+ * die with it): its tree stays ptrace-stopped while the pages are served and
+ * is killed, with the keepers, when serving ends, however it ends.
  */
 #include "commands.h"
 #include "dump.h"
@@ -334,13 +337,39 @@ static int disarm_tree(struct dump_tree *tree)
 	return r;
 }
 
+/*
+ * Kill keeper K of frozen victim F, whose root is ROOT, and reap it there;
+ * in a namespace init's tree the victim knows it by its namespace pid.
+ */
+static int kill_keeper_ns(struct psite_frozen *f, pid_t root, const struct lazy_keeper *k)
+{
+	uint32_t vpid;
+	long ret;
+	int r;
+
+	if (!f || k->pid <= 0 || dmp_pidns_image_pid(root, k->pid, &vpid) ||
+	    vpid == (uint32_t)k->pid || !vpid)
+		return psite_keeper_kill(f, k->pid, k->pidfd);
+	r = psite_keeper_kill(NULL, k->pid, k->pidfd);
+	if (!r)
+		r = psite_syscall(f, psite_frozen_pid(f), &ret, __NR_wait4, (long)vpid, 0, __WALL,
+				  0, 0, 0);
+	if (!r && ret != (long)vpid) {
+		pr_warn("pid %d: reaping keeper %d (pid %u in its namespace): %s\n",
+			(int)psite_frozen_pid(f), (int)k->pid, vpid,
+			ret < 0 ? strerror((int)-ret) : "another child");
+		r = ret < 0 ? (int)ret : -ECHILD;
+	}
+	return r;
+}
+
 /* Kill every keeper (reaped in its frozen victim when that still exists). */
 static int kill_keepers(struct dump_tree *tree, struct lazy_keeper *k)
 {
 	int r = 0;
 
 	for (size_t i = 0; k && i < tree->nr; i++) {
-		if (psite_keeper_kill(tree->procs[i].frozen, k[i].pid, k[i].pidfd) && !r)
+		if (kill_keeper_ns(tree->procs[i].frozen, tree->procs[0].pid, &k[i]) && !r)
 			r = -ESRCH;
 		if (k[i].pidfd >= 0)
 			close(k[i].pidfd);
@@ -351,27 +380,31 @@ static int kill_keepers(struct dump_tree *tree, struct lazy_keeper *k)
 
 /*
  * The images are complete and the tree frozen: kill it (the keepers hold
- * its memory), record the frozen window, tell --status-fd, and serve every
- * process of the tree.
+ * its memory), or when PM maps a namespace init's pids keep it stopped for
+ * the caller to kill after serving, record the frozen window, tell
+ * --status-fd, and serve every process of the tree by its image pid.
  */
 static int lazy_serve(struct dump_tree *tree, int lfd, const uint8_t *token,
-		      const struct lazy_keeper *k)
+		      const struct lazy_keeper *k, const struct dmp_pidmap *pm)
 {
 	struct dump_ctx *ctx = &tree->procs[0];
 	const struct relive_opts *opts = ctx->opts;
 	struct ps_server_cfg cfg = { 0 };
 	_cleanup_free_ struct ps_proc *procs = calloc(tree->nr, sizeof(*procs));
 	uint64_t t_killed;
+	bool hold = pm->nr != 0;
 	int r = procs ? 0 : -ENOMEM;
 
 	/* Children first: a killed parent leaves none of them running meanwhile. */
-	for (size_t i = tree->nr; i-- > 0;) {
+	for (size_t i = tree->nr; !hold && i-- > 0;) {
 		int rk = psite_unfreeze(tree->procs[i].frozen, true);
 
 		tree->procs[i].frozen = NULL;
 		if (rk && !r)
 			r = rk;
 	}
+	if (hold && !r)
+		r = dmp_pidns_hold(tree);
 	t_killed = util_now_us();
 	if (r) {
 		close(lfd);
@@ -380,9 +413,12 @@ static int lazy_serve(struct dump_tree *tree, int lfd, const uint8_t *token,
 	/* The stats written before the kill lack its last steps: exact now. */
 	if (write_stats(ctx, t_killed))
 		pr_warn("stats-dump.img keeps the frozen time measured before the kill\n");
-	pr_info("pid %d killed after %llu us frozen (%zu processes); %llu pages written, "
+	pr_info("pid %d %s after %llu us frozen (%zu processes); %llu pages written, "
 		"%llu lazy\n",
-		(int)ctx->pid, (unsigned long long)(t_killed - ctx->t_frozen), tree->nr,
+		(int)ctx->pid,
+		hold ? "kept stopped until the pages are served (a pid namespace's init)"
+		     : "killed",
+		(unsigned long long)(t_killed - ctx->t_frozen), tree->nr,
 		(unsigned long long)ctx->pages_written, (unsigned long long)ctx->pages_lazy);
 	if (opts->status_fd >= 0) {
 		char zero = 0;
@@ -393,10 +429,12 @@ static int lazy_serve(struct dump_tree *tree, int lfd, const uint8_t *token,
 	}
 	for (size_t i = 0; i < tree->nr; i++) {
 		const struct dump_ctx *p = &tree->procs[i];
+		/* The client asks by the pid in the images: the namespace's one. */
+		pid_t img_pid = hold ? (pid_t)dmp_pidns_ns(pm, (uint32_t)p->pid) : p->pid;
 
 		if (p->zombie)
 			continue;
-		procs[cfg.nr_procs++] = (struct ps_proc){ .pid = p->pid,
+		procs[cfg.nr_procs++] = (struct ps_proc){ .pid = img_pid,
 							  .keeper = k[i].pid,
 							  .keeper_pidfd = k[i].pidfd,
 							  .runs = p->runs.runs,
@@ -501,13 +539,6 @@ int cmd_dump(const struct relive_opts *opts)
 	r = dmp_tree_freeze(&tree, opts, dirfd, root);
 	if (!r)
 		r = dmp_pidns_map(&tree, &pidmap);
-	/* Its death would kill every process of its namespace, the keepers included. */
-	if (!r && pidmap.nr && opts->lazy_pages) {
-		pr_err("pid %d is the init of a pid namespace: a lazy dump of it is not supported; "
-		       "dump it without --lazy-pages\n",
-		       (int)root);
-		r = -ENOTSUP;
-	}
 	if (!r && fault_at("dump-after-freeze")) {
 		r = -EIO;
 		pr_err("dump of pid %d failed; it keeps running\n", (int)root);
@@ -583,9 +614,12 @@ int cmd_dump(const struct relive_opts *opts)
 		close(lfd);
 	} else if (opts->lazy_pages) {
 		dmp_inet_release(true);
-		r = lazy_serve(&tree, lfd, token, keepers);
+		r = lazy_serve(&tree, lfd, token, keepers, &pidmap);
 		if (kill_keepers(&tree, keepers) && !r)
 			r = -ESRCH;
+		/* A namespace init kept stopped: it dies, and its namespace, whatever the result. */
+		if (pidmap.nr)
+			dmp_tree_unfreeze(&tree, true);
 	} else {
 		dmp_inet_release(!opts->leave_running);
 		dmp_tree_unfreeze(&tree, !opts->leave_running);

@@ -13,7 +13,9 @@
  * PTRACE_PEEKSIGINFO gives it back unchanged. `restore --pidns` then makes
  * the root pid 1 of a new namespace again (restorer/rst-pidns.c). A root
  * that is in another pid namespace but not its init is dumped with host
- * PIDs, as before.
+ * PIDs, as before. A lazy dump of such a tree cannot kill it before serving
+ * (the namespace, the keepers included, would die with its init): it stays
+ * frozen until the caller kills it (dmp_pidns_hold).
  */
 #include "dump-pidns.h"
 
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <unistd.h>
 
 /* The NSpid line of /proc/PID/task/TID/status: its last value and how many levels. */
@@ -357,4 +360,35 @@ int dmp_pidns_image_pid(pid_t root, pid_t host, uint32_t *ret)
 	if (!r)
 		*ret = levels == root_levels ? last : 0;
 	return r;
+}
+
+/*
+ * Every thread of the tree is in a ptrace-stop (PTRACE_INTERRUPT), which
+ * neither SIGCONT nor anyone but its tracer ends, unlike a SIGSTOP or a
+ * cgroup freezer others can undo; only a tracer that dies would let them run
+ * on (the kernel detaches its tracees): PTRACE_O_EXITKILL turns that into
+ * their death, with the namespace. TRACESYSGOOD is what psite_freeze set.
+ */
+int dmp_pidns_hold(struct dump_tree *t)
+{
+	const long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL;
+
+	for (size_t i = 0; i < t->nr; i++) {
+		const pid_t *tids;
+		size_t nr;
+
+		if (!t->procs[i].frozen)
+			continue;
+		tids = psite_frozen_tids(t->procs[i].frozen, &nr);
+		for (size_t k = 0; k < nr; k++) {
+			if (ptrace(PTRACE_SETOPTIONS, tids[k], NULL, (void *)opts)) {
+				int r = -errno;
+
+				pr_perror("pid %d: cannot set PTRACE_O_EXITKILL on thread %d",
+					  (int)t->procs[i].pid, (int)tids[k]);
+				return r;
+			}
+		}
+	}
+	return 0;
 }

@@ -22,6 +22,11 @@ uint32_t dmp_pidns_ns(const struct dmp_pidmap *m, uint32_t host);
 int dmp_pidns_rewrite(struct dump_tree *t, const struct dmp_pidmap *m);
 void dmp_pidns_fini(struct dmp_pidmap *m);
 /*
+ * A lazy dump of a namespace init: keep its frozen tree stopped while the
+ * pages are served, and have the kernel kill it if relive dies meanwhile.
+ */
+int dmp_pidns_hold(struct dump_tree *t);
+/*
  * The pid HOST has in the images of the tree of ROOT (its namespace pid when
  * ROOT is a pid namespace's init, as dmp_pidns_map decides; 0 if it is in
  * another namespace), for images written before the rewrite (files.img).
