@@ -31,6 +31,7 @@ enum opt_id {
 	OPT_TCP_ESTABLISHED,
 	OPT_FILE_LOCKS,
 	OPT_PIDNS,
+	OPT_PAGE_SERVER,
 };
 
 /* Short options are folded into slots 0..5 so every option has its own bit. */
@@ -59,6 +60,7 @@ static const struct option long_opts[] = {
 	{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 	{ "file-locks", no_argument, NULL, OPT_FILE_LOCKS },
 	{ "pidns", no_argument, NULL, OPT_PIDNS },
+	{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -91,9 +93,10 @@ static const struct cmd_desc cmds[] = {
 		  BIT(OPT_EXT_UNIX_SK) | BIT(OPT_TCP_ESTABLISHED) | BIT(OPT_FILE_LOCKS),
 	  BIT(OPT_DIR), 0, 0 },
 	{ "lazy-pages", CMD_LAZY_PAGES,
-	  "lazy-pages --address SRC --port PORT -D DIR [--status-fd FD] [--stats-json FILE]",
+	  "lazy-pages [--page-server] --address SRC --port PORT -D DIR [--status-fd FD] "
+	  "[--stats-json FILE] [--lazy-timeout SEC]",
 	  COMMON_BITS | BIT(OPT_DIR) | BIT(OPT_ADDRESS) | BIT(OPT_PORT) | BIT(OPT_STATUS_FD) |
-		  BIT(OPT_STATS_JSON) | BIT(OPT_LAZY_TIMEOUT),
+		  BIT(OPT_STATS_JSON) | BIT(OPT_LAZY_TIMEOUT) | BIT(OPT_PAGE_SERVER),
 	  BIT(OPT_DIR), 0, 0 },
 	{ "show", CMD_SHOW, "show FILE... | show -D DIR", COMMON_BITS | BIT(OPT_DIR), 0, 0, 64 },
 	{ "check", CMD_CHECK, "check", COMMON_BITS, 0, 0, 0 },
@@ -222,6 +225,12 @@ static int apply_opt(const char *prog, const struct cmd_desc *cd, int c, const c
 		break;
 	case OPT_PIDNS:
 		o->pidns = true;
+		break;
+	case OPT_PAGE_SERVER:
+		/*
+		 * CRIU's "lazy-pages --page-server" says the pages come from a
+		 * remote page server; relive's daemon always fetches them so.
+		 */
 		break;
 	}
 	return 0;

@@ -192,6 +192,16 @@ static void test_valid_defaults_and_aliases(void **state)
 	assert_int_equal(o.verbosity, -1);
 	assert_int_equal(o.status_fd, -1);
 
+	/* CRIU's spelling of the destination daemon: lazy-pages --page-server. */
+	assert_int_equal(PARSE(&o, "lazy-pages", "--page-server", "--address", "127.0.0.1",
+			       "--port", "27010", "-D", "d"),
+			 0);
+	assert_int_equal(o.cmd, CMD_LAZY_PAGES);
+	assert_int_equal(o.port, 27010);
+	assert_string_equal(o.address, "127.0.0.1");
+	ASSERT_USAGE_ERROR("option '--page-server' is not valid here", "dump", "-t", "1", "-D",
+			   "d", "--page-server");
+
 	assert_int_equal(PARSE(&o, "restore", "-D", "d", "-d", "--shell-job", "-vvv"), 0);
 	assert_true(o.restore_detached);
 	assert_true(o.shell_job);
