@@ -2,8 +2,9 @@
 """The migration benchmark driver (bench/run.sh runs it after building).
 
 Creates two network namespaces joined by a veth pair ("source" and
-"destination" host), and for every link profile (plain veth, tbf-shaped to
-10 and 1 Gbit/s, 1 ms netem delay where the kernel has netem) and memory
+"destination" host), and for every link profile (loopback: both ends in the
+source namespace on 127.0.0.1; plain veth, tbf-shaped to 10 and 1 Gbit/s,
+1 ms netem delay where the kernel has netem) and memory
 size migrates the benchmark workload (bench/workload.c) from one namespace
 to the other N times, eager (stop-and-copy: dump, copy the image directory
 over the link, restore) and lazy (dump --lazy-pages stays up as page server,
@@ -28,6 +29,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import guestmem
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC_ADDR, DST_ADDR = "10.232.0.1", "10.232.0.2"
@@ -117,14 +120,16 @@ class Net:
                     return (r.stderr.strip() or "tc failed").splitlines()[0]
         return None
 
-    def wire_bytes(self):
-        base = "/sys/class/net/%s/statistics/" % self.vs
+    def wire_bytes(self, loop=False):
+        base = "/sys/class/net/%s/statistics/" % ("lo" if loop else self.vs)
         out = sh("ip", "netns", "exec", self.src, "cat", base + "tx_bytes", base + "rx_bytes")
         tx, rx = out.stdout.split()
         return int(tx) + int(rx)
 
 
+LOOPBACK = "loopback"
 PROFILES = [
+    (LOOPBACK, "loopback, one namespace, 127.0.0.1", None),
     ("plain", "plain veth", None),
     ("10gbit", "veth, tbf 10 Gbit/s", ["tbf", "rate", "10gbit", "burst", "1250000", "latency",
                                         "50ms"]),
@@ -181,6 +186,7 @@ class Bench:
         self.net = Net()
         self.procs = Procs()
         self.port = 27100
+        self.loop = False  # the loopback profile: both "hosts" are the source namespace
         self.lazy_ok = self.relive_has_lazy()
 
     def relive_has_lazy(self):
@@ -195,7 +201,11 @@ class Bench:
         return "not available" not in probe.stderr and not dump_lazy_missing
 
     def ns(self, which):
-        return ["ip", "netns", "exec", self.net.src if which == "src" else self.net.dst]
+        return ["ip", "netns", "exec", self.net.src if which == "src" or self.loop
+                else self.net.dst]
+
+    def addr(self, which):
+        return "127.0.0.1" if self.loop else SRC_ADDR if which == "src" else DST_ADDR
 
     def next_port(self):
         self.port += 1
@@ -227,12 +237,12 @@ class Bench:
         """Start and connect both ends of the image copy (before the dump)."""
         port = self.next_port()
         xf = os.path.join(HERE, "xfer.py")
-        recv = self.procs.start(self.ns("dst") + ["python3", xf, "recv", DST_ADDR, str(port),
+        recv = self.procs.start(self.ns("dst") + ["python3", xf, "recv", self.addr("dst"), str(port),
                                                   dstdir], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         if recv.stdout.readline().strip() != "listening":
             raise RunError("image copy receiver failed: " + recv.stderr.read().strip())
-        send = self.procs.start(self.ns("src") + ["python3", xf, "send", DST_ADDR, str(port),
+        send = self.procs.start(self.ns("src") + ["python3", xf, "send", self.addr("dst"), str(port),
                                                   srcdir] + (["--unlink"] if unlink else []),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -262,7 +272,7 @@ class Bench:
             time.sleep(BEFORE_S)
         self.hist_now(pid, wlog, 2)  # the accesses of the 2 s before the dump
         xf = self.xfer_start(img, dst, unlink=(mode == "eager"))
-        wire0 = self.net.wire_bytes()
+        wire0 = self.net.wire_bytes(self.loop)
         t0 = time.time()
         pidfile = os.path.join(work, "restored.pid")
         if mode == "eager":
@@ -286,7 +296,7 @@ class Bench:
             port = self.next_port()
             rfd, wfd = os.pipe()
             dump = self.procs.start(self.ns("src") + [
-                exe, "dump", "-t", str(pid), "-D", img, "--lazy-pages", "--address", SRC_ADDR,
+                exe, "dump", "-t", str(pid), "-D", img, "--lazy-pages", "--address", self.addr("src"),
                 "--port", str(port), "--status-fd", str(wfd), "-o",
                 os.path.join(work, "dump.log")] + (["--shell-job"] if tool == "criu" else []),
                 pass_fds=(wfd,), stdout=subprocess.DEVNULL,
@@ -304,10 +314,10 @@ class Bench:
             stats = os.path.join(work, "lp-stats.json")
             rfd, wfd = os.pipe()
             if tool == "relive":
-                lcmd = [exe, "lazy-pages", "--address", SRC_ADDR, "--port", str(port), "-D",
+                lcmd = [exe, "lazy-pages", "--address", self.addr("src"), "--port", str(port), "-D",
                         dst, "--status-fd", str(wfd), "--stats-json", stats]
             else:
-                lcmd = [exe, "lazy-pages", "--page-server", "--address", SRC_ADDR, "--port",
+                lcmd = [exe, "lazy-pages", "--page-server", "--address", self.addr("src"), "--port",
                         str(port), "-D", dst, "--status-fd", str(wfd)]
             lp = self.procs.start(self.ns("dst") + lcmd + ["-o", os.path.join(work, "lp.log")],
                                   pass_fds=(wfd,), stdout=subprocess.DEVNULL,
@@ -355,7 +365,7 @@ class Bench:
             self.hist_now(rpid, wlog, 3)
             r["hist_plan"] = "after"
         os.kill(rpid, signal.SIGKILL)
-        wire = self.net.wire_bytes() - wire0
+        wire = self.net.wire_bytes(self.loop) - wire0
         if not timed:
             return None
         return self.figures(r, tool, mode, mib, work, img, dst, wlog, t0, t_dump, t_xfer, t_rest,
@@ -483,9 +493,11 @@ class Bench:
         res = {"host": socket.gethostname(), "kernel": os.uname().release,
                "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "runs_per_cell": a.runs, "working_set_pct": a.ws, "sizes_mib": a.sizes,
-               "quick": a.quick, "warmup": "one untimed eager migration of the largest size "
-               "first (this VM backs never-used guest memory lazily)",
+               "quick": a.quick, "warmup": "the guest's free memory touched once per boot, then "
+               "one untimed eager migration of the largest size (this VM backs never-used "
+               "guest memory lazily)",
                "tools": {"relive": self.relive, "criu": a.criu}, "profiles": [], "cells": []}
+        guestmem.warm(log=log)
         self.net.setup()
         base = tempfile.mkdtemp(prefix="relive-bench-", dir=a.tmpfs)
         try:
@@ -508,6 +520,7 @@ class Bench:
             for key, desc, qd in PROFILES:
                 if key not in a.profiles:
                     continue
+                self.loop = key == LOOPBACK
                 err = self.net.qdisc(qd)
                 prof = {"key": key, "desc": desc, "tc": " ".join(qd) if qd else None}
                 res["profiles"].append(prof)
@@ -578,7 +591,7 @@ def main():
                     help="64 and 512 MiB, plain profile, 3 runs (< 3 min)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="64,512,2048,8192", help="MiB, comma-separated")
-    ap.add_argument("--profiles", default="plain,10gbit,1gbit,wan1ms")
+    ap.add_argument("--profiles", default="loopback,plain,10gbit,1gbit,wan1ms")
     ap.add_argument("--ws", type=int, default=100, help="working set, percent of the memory")
     ap.add_argument("--tmpfs", default="/dev/shm", help="where image directories go")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))

@@ -5,7 +5,8 @@ report dump throughput, restore throughput and the frozen window.
 
 The victim is started as our own child so that we reap it the moment the
 dump kills it (this VM's init reaps orphans up to ~2 s late, which would
-otherwise be measured as restore time). One untimed warm-up run comes first:
+otherwise be measured as restore time). The guest's free memory is touched once
+per boot (bench/guestmem.py), and one untimed warm-up run comes first:
 this VM backs never-touched guest memory lazily (DESIGN.md).
 
   bench/eager-throughput.py --build build --sizes 1024 --runs 5 [--json FILE]
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import guestmem
 
 
 def die(msg):
@@ -108,6 +111,7 @@ def main():
     for p in (relive, victim):
         if not os.access(p, os.X_OK):
             die("missing %s: build first" % p)
+    guestmem.warm()
     base = tempfile.mkdtemp(prefix="relive-bench-", dir=a.tmpfs)
     results = []
     try:

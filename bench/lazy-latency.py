@@ -8,8 +8,9 @@ only `lo` up): the benchmark workload (bench/workload.c: random reads and
 writes over its whole memory, all the time) is dumped with `relive dump
 --lazy-pages --address 127.0.0.1`, its image directory (no anonymous memory
 in it) copied, then `relive lazy-pages` and `relive restore --lazy-pages`
-bring it back in the same namespace. One untimed warm-up run comes first
-(this VM backs never-used guest memory lazily). Per run it prints the
+bring it back in the same namespace. The guest's free memory is touched
+once per boot and one untimed warm-up run comes first (this VM backs
+never-used guest memory lazily: bench/guestmem.py). Per run it prints the
 daemon's fault latency p50/p99/max (µs, from --stats-json), its stream
 MiB/s, and the time from the restore returning to the last page in (the
 daemon's exit); then the median of each over the runs. --json FILE keeps
@@ -29,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import guestmem
 
 
 def wait_for(pred, timeout, what):
@@ -163,6 +166,7 @@ def main():
                 f.write(str(a.group_nice))
         except OSError as e:
             print("lazy-latency: cannot set the autogroup's nice: %s" % e, file=sys.stderr)
+    guestmem.warm()
     base = tempfile.mkdtemp(prefix="relive-lazylat-", dir=a.tmpfs)
     runs = []
     try:

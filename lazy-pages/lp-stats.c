@@ -15,8 +15,12 @@
 #include "log.h"
 #include "util.h"
 
-void lp_stats_fault(struct lp_stats *st, uint64_t lat_us)
+void lp_stats_fault(struct lp_stats *st, uint64_t lat_us, uint64_t now_us)
 {
+	if (lat_us > st->max_lat_us) {
+		st->max_lat_us = lat_us;
+		st->max_lat_at_us = now_us;
+	}
 	if (st->nr_lat == st->cap_lat) {
 		size_t cap = st->cap_lat ? st->cap_lat * 2 : 4096;
 		uint32_t *n = realloc(st->lat, cap * sizeof(*n));
@@ -38,8 +42,10 @@ static int cmp_u32(const void *a, const void *b)
 
 struct lp_summary {
 	double secs, mib_s;
+	double max_at_s; /* when the slowest fault was served, from the first process ready */
 	uint64_t pages, bytes;
-	uint32_t p50, p99, max;
+	uint32_t p50, p90, p99, p999, max;
+	size_t over_1ms;
 };
 
 static void summarize(struct lp_ctx *ctx, struct lp_summary *s)
@@ -57,8 +63,14 @@ static void summarize(struct lp_ctx *ctx, struct lp_summary *s)
 	if (st->nr_lat) {
 		qsort(st->lat, st->nr_lat, sizeof(*st->lat), cmp_u32);
 		s->p50 = st->lat[(st->nr_lat - 1) / 2];
+		s->p90 = st->lat[(st->nr_lat - 1) * 90 / 100];
 		s->p99 = st->lat[(st->nr_lat - 1) * 99 / 100];
+		s->p999 = st->lat[(st->nr_lat - 1) * 999 / 1000];
 		s->max = st->lat[st->nr_lat - 1];
+		for (size_t i = st->nr_lat; i > 0 && st->lat[i - 1] > 1000; i--)
+			s->over_1ms++;
+		if (st->max_lat_at_us > start)
+			s->max_at_s = (double)(st->max_lat_at_us - start) / 1e6;
 	}
 }
 
@@ -110,12 +122,14 @@ int lp_stats_json(struct lp_ctx *ctx, const char *path)
 		"  \"pages_zero\": %llu,\n  \"pages_dropped\": %llu,\n  \"pages_total\": %llu,\n"
 		"  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"mib_per_s\": %.1f,\n"
 		"  \"faults\": %llu,\n  \"faults_fetched\": %zu,\n"
-		"  \"fault_latency_us\": { \"p50\": %u, \"p99\": %u, \"max\": %u }\n}\n",
+		"  \"fault_latency_us\": { \"p50\": %u, \"p90\": %u, \"p99\": %u, \"p999\": %u, "
+		"\"max\": %u },\n"
+		"  \"faults_over_1ms\": %zu,\n  \"slowest_fault_at_s\": %.6f\n}\n",
 		(unsigned long long)s.pages, (unsigned long long)ctx->st.pages_fault,
 		(unsigned long long)ctx->st.pages_stream, (unsigned long long)ctx->st.pages_zero,
 		(unsigned long long)ctx->st.pages_dropped, (unsigned long long)ctx->total_pages,
 		(unsigned long long)s.bytes, s.secs, s.mib_s, (unsigned long long)ctx->st.faults,
-		ctx->st.nr_lat, s.p50, s.p99, s.max);
+		ctx->st.nr_lat, s.p50, s.p90, s.p99, s.p999, s.max, s.over_1ms, s.max_at_s);
 	if (fclose(f)) {
 		ret = -errno;
 		pr_perror("cannot write the stats to %s", path);

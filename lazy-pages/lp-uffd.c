@@ -117,7 +117,7 @@ static void faults_done(struct lp_ctx *ctx, struct lp_proc *p, uint64_t start, u
 		if (sample) {
 			if (!now)
 				now = util_now_us();
-			lp_stats_fault(&ctx->st, now - f->t_us);
+			lp_stats_fault(&ctx->st, now - f->t_us, now);
 		}
 		*pf = f->next;
 		free(f);

@@ -141,6 +141,7 @@ struct lp_stats {
 	uint64_t faults; /* fault messages read */
 	uint32_t *lat; /* fault service latencies (µs) of fetched faults */
 	size_t nr_lat, cap_lat;
+	uint64_t max_lat_us, max_lat_at_us; /* the slowest fault, and when it was served */
 	uint64_t last_progress_us, last_progress_pages;
 	bool tty;
 };
@@ -239,7 +240,7 @@ void lp_conn_tick(struct lp_ctx *ctx, struct lp_conn *c, uint64_t now);
 void lp_conn_buf_put(struct lp_conn *c, void *buf);
 
 /* lp-stats.c */
-void lp_stats_fault(struct lp_stats *st, uint64_t lat_us);
+void lp_stats_fault(struct lp_stats *st, uint64_t lat_us, uint64_t now_us);
 void lp_stats_progress(struct lp_ctx *ctx, uint64_t now, bool final);
 void lp_stats_report(struct lp_ctx *ctx);
 int lp_stats_json(struct lp_ctx *ctx, const char *path);

@@ -322,6 +322,7 @@ end_ok() {
 	[[ $SUMMARY =~ \(([0-9]+)\ by\ fault,\ ([0-9]+)\ by\ stream ]] ||
 		die "cannot read the summary"
 	((BASH_REMATCH[1] + BASH_REMATCH[2] > 0)) || die "the daemon brought no page"
+	check_stats_json "$TMP/lp-stats.json" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
 	[[ -z $(keepers) ]] || die "keeper(s) $(keepers) still run after the session"
 	# Under --pidns its parent is the namespace's init, not one of ours.
 	[[ $R_PID != "$V_PID" ]] ||
@@ -336,6 +337,32 @@ kill_midstream() {
 	kill -9 "$1"
 	{ wait "$1"; } 2>/dev/null || true
 	log "killed the $2 $1 mid-stream"
+}
+
+# The daemon's --stats-json FILE says what its summary line said (pages by
+# fault and by stream), and its own figures are consistent: every page
+# counted once, percentiles in order, the slow faults among the fetched ones.
+check_stats_json() {
+	python3 - "$@" <<-'PY' || die "bad --stats-json: $(cat "$1" 2>&1)"
+	import json, sys
+	s = json.load(open(sys.argv[1]))
+	by_fault, by_stream = int(sys.argv[2]), int(sys.argv[3])
+	lat = s["fault_latency_us"]
+	order = [lat[k] for k in ("p50", "p90", "p99", "p999", "max")]
+	checks = {
+	    "pages by fault as in the summary": s["pages_fault"] == by_fault,
+	    "pages by stream as in the summary": s["pages_stream"] == by_stream,
+	    "pages = fault + stream": s["pages"] == s["pages_fault"] + s["pages_stream"],
+	    "bytes hold the pages": s["bytes"] >= 4096 * s["pages"],
+	    "percentiles in order": order == sorted(order),
+	    "slow faults among the fetched": s["faults_over_1ms"] <= s["faults_fetched"],
+	    "fetched faults among those read": s["faults_fetched"] <= s["faults"],
+	    "slowest fault within the run": 0 <= s["slowest_fault_at_s"] <= s["seconds"] + 1,
+	}
+	bad = [k for k, ok in checks.items() if not ok]
+	if bad:
+	    sys.exit("--stats-json: " + "; ".join(bad))
+	PY
 }
 
 # A lazy-* victim's counts; with "require", it must have touched pages that
