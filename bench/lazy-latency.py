@@ -57,6 +57,18 @@ def status_byte(fd, proc, timeout, what):
     raise RuntimeError("timed out waiting for " + what)
 
 
+def wait_cpu(proc, timeout, what):
+    """Reap proc; returns the CPU seconds (user + system) it and its reaped children used."""
+    end = time.time() + timeout
+    while time.time() < end:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return ru.ru_utime + ru.ru_stime
+        time.sleep(0.002)
+    raise RuntimeError("timed out waiting for " + what)
+
+
 def one_run(a, base, port):
     relive = os.path.join(a.build, "cli/relive")
     wl = os.path.join(a.build, "bench/relive-workload")
@@ -107,12 +119,12 @@ def one_run(a, base, port):
         if rs.returncode:
             raise RuntimeError("restore failed: " + rs.stderr.strip()[-300:])
         rpid = int(open(pidfile).read().split()[0])
-        lp.wait(timeout=120)
+        cpu_lp = wait_cpu(lp, 120, "lazy-pages")
         t2 = time.time()
         if lp.returncode:
             raise RuntimeError("lazy-pages exited with %d: %s" % (
                 lp.returncode, open(os.path.join(work, "lp.err")).read()[-500:]))
-        dump.wait(timeout=30)
+        cpu_src = wait_cpu(dump, 30, "dump --lazy-pages")
         if dump.returncode:
             raise RuntimeError("dump --lazy-pages exited with %d" % dump.returncode)
         time.sleep(0.2)
@@ -124,6 +136,10 @@ def one_run(a, base, port):
         lat = s.get("fault_latency_us", {})
         return {"p50": lat.get("p50"), "p99": lat.get("p99"), "max": lat.get("max"),
                 "mib_s": s.get("mib_per_s"), "complete_s": t2 - t1, "restore_s": t1 - t0,
+                # CPU seconds per GiB brought in: the source (its dump included) and
+                # the daemon; steadier than MiB/s on a shared machine
+                "cpu_src_s_gib": cpu_src / max(1e-9, s["bytes"] / 2**30),
+                "cpu_lp_s_gib": cpu_lp / max(1e-9, s["bytes"] / 2**30),
                 "stats": s}
     finally:
         if rpid:
@@ -175,20 +191,23 @@ def main():
             r = one_run(a, base, 27901 + i)
             runs.append(r)
             print("run %d: fault p50 %s us, p99 %s us, max %s us, stream %.0f MiB/s, "
-                  "complete %.2f s after the restore (faults %s)" % (
+                  "complete %.2f s after the restore (faults %s; CPU s/GiB: source %.2f, "
+                  "daemon %.2f)" % (
                       i + 1, r["p50"], r["p99"], r["max"], r["mib_s"], r["complete_s"],
-                      r["stats"].get("faults")), flush=True)
+                      r["stats"].get("faults"), r["cpu_src_s_gib"], r["cpu_lp_s_gib"]),
+                  flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(runs, f, indent=1)
     med = {k: statistics.median(r[k] for r in runs) for k in
-           ("p50", "p99", "max", "mib_s", "complete_s")}
+           ("p50", "p99", "max", "mib_s", "complete_s", "cpu_src_s_gib", "cpu_lp_s_gib")}
     print("median of %d (%d workload thread%s): fault p50 %.0f us, p99 %.0f us, max %.0f us, "
-          "stream %.0f MiB/s, complete %.2f s" % (
+          "stream %.0f MiB/s, complete %.2f s; CPU s/GiB: source %.2f, daemon %.2f" % (
               len(runs), a.threads, "s" if a.threads > 1 else "", med["p50"], med["p99"],
-              med["max"], med["mib_s"], med["complete_s"]))
+              med["max"], med["mib_s"], med["complete_s"], med["cpu_src_s_gib"],
+              med["cpu_lp_s_gib"]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@
 
 #include <errno.h>
 #include <string.h>
-/* Inlined: twice the speed of the shared library's build on the page path. */
+/*
+ * XXH3-64, inlined: twice the speed of the shared library's plain build on
+ * the page path. (libxxhash's AVX2/AVX-512 dispatching entry points hash
+ * 48 vs 21 GB/s on cache-hot data, but side by side in 1 GiB lazy
+ * migrations, 3 x 3 runs, CPU and fault latency differed within the noise.)
+ */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -190,4 +195,29 @@ no_run:
 uint64_t ps_csum(const void *pages, size_t len)
 {
 	return XXH3_64bits(pages, len);
+}
+
+struct ps_csum *ps_csum_new(void)
+{
+	return (struct ps_csum *)XXH3_createState();
+}
+
+void ps_csum_free(struct ps_csum *cs)
+{
+	XXH3_freeState((XXH3_state_t *)cs);
+}
+
+void ps_csum_reset(struct ps_csum *cs)
+{
+	XXH3_64bits_reset((XXH3_state_t *)cs);
+}
+
+void ps_csum_update(struct ps_csum *cs, const void *data, size_t len)
+{
+	XXH3_64bits_update((XXH3_state_t *)cs, data, len);
+}
+
+uint64_t ps_csum_digest(const struct ps_csum *cs)
+{
+	return XXH3_64bits_digest((const XXH3_state_t *)cs);
 }

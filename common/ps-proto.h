@@ -96,4 +96,16 @@ int ps_hdr_decode(const uint8_t in[PS_HDR_SIZE], bool at_server, struct ps_hdr *
 /* Checksum of a run of pages as carried after a PAGES reply. */
 uint64_t ps_csum(const void *pages, size_t len);
 
+/*
+ * The same checksum computed piece by piece, as a reply is read or received:
+ * ps_csum_new() (NULL without memory), _reset before each run, _update with
+ * its pages in order, _digest for the value; ps_csum_free(NULL) is fine.
+ */
+struct ps_csum;
+struct ps_csum *ps_csum_new(void);
+void ps_csum_free(struct ps_csum *cs);
+void ps_csum_reset(struct ps_csum *cs);
+void ps_csum_update(struct ps_csum *cs, const void *data, size_t len);
+uint64_t ps_csum_digest(const struct ps_csum *cs);
+
 #endif

@@ -27,10 +27,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* as ps-proto.c: the hash inlined, at full speed */
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 static const char *chan_name(const struct pss_conn *c)
 {
 	if (c->state == C_HELLO)
@@ -103,7 +99,7 @@ bool pss_conn_reap(struct pss_conn *c)
 	if (c->slots)
 		munmap(c->slots, (size_t)PSS_SLOTS * PSS_SLOT_SIZE);
 	if (c->fill_hash)
-		XXH3_freeState(c->fill_hash);
+		ps_csum_free(c->fill_hash);
 	if (c->authed)
 		c->loop->srv->nr_authed--;
 	if (c->gets)
@@ -171,7 +167,7 @@ static int start_get(struct pss_conn *c, const struct ps_hdr *h)
 	c->fill_h = *h;
 	c->fill_pp = pp;
 	c->fill_off = 0;
-	XXH3_64bits_reset(c->fill_hash);
+	ps_csum_reset(c->fill_hash);
 	return 0;
 }
 
@@ -215,14 +211,14 @@ static int fill(struct pss_conn *c, bool whole)
 			c->filling = false;
 			return -err;
 		}
-		XXH3_64bits_update(c->fill_hash, pages + c->fill_off, piece);
+		ps_csum_update(c->fill_hash, pages + c->fill_off, piece);
 		c->fill_off += piece;
 		step += piece;
 	} while (c->fill_off < len &&
 		 (whole || (step < PSS_STREAM_STEP && !pss_urgent(c->loop))));
 	if (c->fill_off < len)
 		return 0;
-	csum = htole64(XXH3_64bits_digest(c->fill_hash));
+	csum = htole64(ps_csum_digest(c->fill_hash));
 	memcpy(pages + len, &csum, sizeof(csum));
 	c->filling = false;
 	c->gets++;
@@ -322,7 +318,7 @@ static void do_hello(struct pss_conn *c)
 		cut(c, true, "cannot map reply buffers: %s", strerror(errno));
 		return;
 	}
-	c->fill_hash = XXH3_createState();
+	c->fill_hash = ps_csum_new();
 	if (!c->fill_hash) {
 		cut(c, true, "out of memory for the reply hash");
 		return;

@@ -66,7 +66,7 @@ struct pss_conn {
 	struct ps_hdr fill_h;
 	const struct pss_proc *fill_pp;
 	size_t fill_off; /* bytes of its pages read and hashed */
-	void *fill_hash; /* XXH3 streaming state */
+	struct ps_csum *fill_hash; /* checksum of the reply being filled */
 	struct iovec iov[PSS_SLOTS];
 	struct msghdr msg;
 	uint64_t gets, pages;

@@ -21,10 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* as ps-proto.c: the hash inlined, at full speed */
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "log.h"
 #include "util.h"
 
@@ -46,7 +42,7 @@ int lp_conn_init(struct lp_ctx *ctx, struct lp_conn *c, int chan)
 	/* the checksum lands in one extra page after the run */
 	c->buf_size = (size_t)(pages + 1) * PS_PAGE_SIZE;
 	c->bufs = calloc(n, sizeof(void *));
-	c->xxh = XXH3_createState();
+	c->xxh = ps_csum_new();
 	if (!c->xxh)
 		return -ENOMEM;
 	c->out_cap = 64 << 10;
@@ -77,7 +73,7 @@ void lp_conn_fini(struct lp_conn *c)
 	c->rx_buf = NULL;
 	free(c->bufs);
 	free(c->out);
-	XXH3_freeState(c->xxh);
+	ps_csum_free(c->xxh);
 	c->xxh = NULL;
 	c->bufs = NULL;
 	c->out = NULL;
@@ -261,7 +257,7 @@ static void start_body(struct lp_ctx *ctx, struct lp_conn *c)
 	c->rx_off = 0;
 	c->rx_len = (size_t)c->rx_req->nr * PS_PAGE_SIZE + PS_CSUM_SIZE;
 	c->rx_hashed = 0;
-	XXH3_64bits_reset(c->xxh);
+	ps_csum_reset(c->xxh);
 }
 
 /* Hash the pages as they come, so no single step of the loop hashes 4 MiB. */
@@ -270,8 +266,8 @@ static void hash_more(struct lp_conn *c)
 	size_t pages_len = c->rx_len - PS_CSUM_SIZE, upto = MIN(c->rx_off, pages_len);
 
 	if (upto > c->rx_hashed) {
-		XXH3_64bits_update(c->xxh, (const uint8_t *)c->rx_buf + c->rx_hashed,
-				   upto - c->rx_hashed);
+		ps_csum_update(c->xxh, (const uint8_t *)c->rx_buf + c->rx_hashed,
+			       upto - c->rx_hashed);
 		c->rx_hashed = upto;
 	}
 }
@@ -319,9 +315,9 @@ static void got_body(struct lp_ctx *ctx, struct lp_conn *c)
 
 	for (int i = 7; i >= 0; i--)
 		want = want << 8 | p[i];
-	/* the same XXH3-64 as ps_csum(), computed chunk by chunk */
+	/* the same as ps_csum(), computed chunk by chunk */
 	hash_more(c);
-	got = XXH3_64bits_digest(c->xxh);
+	got = ps_csum_digest(c->xxh);
 	if (got != want) {
 		conn_fail(ctx, c, "checksum mismatch for pid %u run %#llx+%u pages (got %016llx, expected %016llx)",
 			  r->proc->src_pid, (unsigned long long)r->src, r->nr,

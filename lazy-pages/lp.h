@@ -122,7 +122,7 @@ struct lp_conn {
 	struct lp_req *rx_req;
 	void *rx_buf;
 	size_t rx_hashed; /* bytes of rx_buf already fed to xxh */
-	void *xxh; /* XXH3_state_t of the reply being received */
+	struct ps_csum *xxh; /* checksum of the reply being received */
 	void **bufs; /* free page-aligned buffers */
 	unsigned int nr_free, nr_bufs;
 	size_t buf_size;
