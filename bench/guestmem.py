@@ -7,6 +7,12 @@ Measured on a machine 11 minutes after boot, 1 GiB lazy on loopback, 10
 runs: stream 860 MiB/s and fault p99 236 us before all free memory was
 touched once, 1255 MiB/s and 186 us right after. The boot id is kept in
 /run so a second benchmark of the same boot skips it.
+
+It does not make memory warm for good: this guest also reports free memory
+back to the host (free page reporting, 2 MiB blocks, at once), and a
+reported block is cold again when next used. Small runs mostly reuse
+memory that was never reported; 8 GiB runs do not (docs/benchmarks.md,
+"Caveats of this machine").
 """
 import mmap
 import os
