@@ -281,6 +281,23 @@ static void process_rx(struct pss_conn *c)
 	c->rx_off = c->done_rcvd ? c->rx_len : pos;
 }
 
+/*
+ * The stream fills every slot within its first 32 MiB: populate them now, in
+ * an io-wq worker (it shares our memory; MADV_POPULATE_WRITE writes no data),
+ * so that those first touches do not lengthen the stream steps that faults
+ * wait behind. Untagged: its completion is ignored, and failing is harmless.
+ */
+static void prefault_slots(struct pss_conn *c)
+{
+	struct io_uring_sqe *sqe = pss_sqe(c->loop);
+
+	if (!sqe)
+		return;
+	io_uring_prep_madvise(sqe, c->slots, (off_t)PSS_SLOTS * PSS_SLOT_SIZE,
+			      MADV_POPULATE_WRITE);
+	io_uring_sqe_set_data64(sqe, 0);
+}
+
 static void do_hello(struct pss_conn *c)
 {
 	struct pss_srv *srv = c->loop->srv;
@@ -318,6 +335,8 @@ static void do_hello(struct pss_conn *c)
 		cut(c, true, "cannot map reply buffers: %s", strerror(errno));
 		return;
 	}
+	if (h.channel == PS_CHAN_STREAM)
+		prefault_slots(c);
 	c->fill_hash = ps_csum_new();
 	if (!c->fill_hash) {
 		cut(c, true, "out of memory for the reply hash");

@@ -296,6 +296,11 @@ static void dispatch(struct lp_ctx *ctx, const struct io_uring_cqe *cqe)
 	case LP_UD_HANDOVER:
 		lp_handover_event(ctx, obj, cqe);
 		break;
+	case LP_UD_PREFAULT:
+		if (cqe->res < 0)
+			pr_debug("populating a receive buffer: %s (its pages come at first use)\n",
+				 strerror(-cqe->res));
+		break;
 	default:
 		break;
 	}
@@ -529,8 +534,10 @@ int cmd_lazy_pages(const struct relive_opts *opts)
 			pr_perror("cannot write to the status fd %d", opts->status_fd);
 		close(opts->status_fd);
 	}
-	if (!ret)
+	if (!ret) {
+		lp_conn_prefault(ctx, &ctx->conn[PS_CHAN_STREAM]);
 		ret = run_loop(ctx);
+	}
 	if (ctx->ring_ok && ret != -ENOMEM && ctx->total_pages) {
 		if (ret) {
 			lp_guard_abandon(ctx);

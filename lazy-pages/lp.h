@@ -55,6 +55,7 @@ enum lp_ud {
 	LP_UD_RECV = 4,
 	LP_UD_LISTEN = 5,
 	LP_UD_HANDOVER = 6,
+	LP_UD_PREFAULT = 7, /* MADV_POPULATE_WRITE of a receive buffer */
 };
 #define LP_UD_MASK 7ULL
 
@@ -232,6 +233,8 @@ int lp_takeover_try(struct lp_ctx *ctx);
 /* lp-conn.c */
 int lp_conn_init(struct lp_ctx *ctx, struct lp_conn *c, int chan);
 void lp_conn_fini(struct lp_conn *c);
+/* Queue the population of c's receive buffers, done by io_uring off this thread. */
+void lp_conn_prefault(struct lp_ctx *ctx, struct lp_conn *c);
 void lp_conn_event(struct lp_ctx *ctx, struct lp_conn *c, enum lp_ud kind, int res);
 /* Queue a GET (or DONE when r is NULL) on c. */
 int lp_conn_queue(struct lp_ctx *ctx, struct lp_conn *c, struct lp_req *r);
