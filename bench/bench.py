@@ -237,13 +237,14 @@ class Bench:
         """Start and connect both ends of the image copy (before the dump)."""
         port = self.next_port()
         xf = os.path.join(HERE, "xfer.py")
-        recv = self.procs.start(self.ns("dst") + ["python3", xf, "recv", self.addr("dst"), str(port),
-                                                  dstdir], stdout=subprocess.PIPE,
+        recv = self.procs.start(self.ns("dst") + ["python3", xf, "recv", self.addr("dst"),
+                                                  str(port), dstdir], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         if recv.stdout.readline().strip() != "listening":
             raise RunError("image copy receiver failed: " + recv.stderr.read().strip())
-        send = self.procs.start(self.ns("src") + ["python3", xf, "send", self.addr("dst"), str(port),
-                                                  srcdir] + (["--unlink"] if unlink else []),
+        unl = ["--unlink"] if unlink else []
+        send = self.procs.start(self.ns("src") + ["python3", xf, "send", self.addr("dst"),
+                                                  str(port), srcdir] + unl,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         if send.stdout.readline().strip() != "connected":
@@ -296,8 +297,8 @@ class Bench:
             port = self.next_port()
             rfd, wfd = os.pipe()
             dump = self.procs.start(self.ns("src") + [
-                exe, "dump", "-t", str(pid), "-D", img, "--lazy-pages", "--address", self.addr("src"),
-                "--port", str(port), "--status-fd", str(wfd), "-o",
+                exe, "dump", "-t", str(pid), "-D", img, "--lazy-pages",
+                "--address", self.addr("src"), "--port", str(port), "--status-fd", str(wfd), "-o",
                 os.path.join(work, "dump.log")] + (["--shell-job"] if tool == "criu" else []),
                 pass_fds=(wfd,), stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(work, "dump.err"), "w"))
@@ -314,11 +315,11 @@ class Bench:
             stats = os.path.join(work, "lp-stats.json")
             rfd, wfd = os.pipe()
             if tool == "relive":
-                lcmd = [exe, "lazy-pages", "--address", self.addr("src"), "--port", str(port), "-D",
-                        dst, "--status-fd", str(wfd), "--stats-json", stats]
+                lcmd = [exe, "lazy-pages", "--address", self.addr("src"), "--port", str(port),
+                        "-D", dst, "--status-fd", str(wfd), "--stats-json", stats]
             else:
-                lcmd = [exe, "lazy-pages", "--page-server", "--address", self.addr("src"), "--port",
-                        str(port), "-D", dst, "--status-fd", str(wfd)]
+                lcmd = [exe, "lazy-pages", "--page-server", "--address", self.addr("src"),
+                        "--port", str(port), "-D", dst, "--status-fd", str(wfd)]
             lp = self.procs.start(self.ns("dst") + lcmd + ["-o", os.path.join(work, "lp.log")],
                                   pass_fds=(wfd,), stdout=subprocess.DEVNULL,
                                   stderr=open(os.path.join(work, "lp.err"), "w"))
